@@ -1,1 +1,5 @@
+//! The `verinfer` CLI library: command definitions and the glue that wires the role crates together.
+
+pub mod cli;
+pub mod model_ref;
 pub mod model_store;

@@ -20,7 +20,12 @@ pub fn leaf_proof(leaf_hashes: &[B256], index: u64) -> Result<MerkleProof, Merkl
 /// Whether `leaf_hash` is leaf `proof.index` of a batch of `leaf_count` leaves with root
 /// `batch_root`. Checks the index against the count and the proof length against the depth, as
 /// the contract does (so an inner node can never pass as a leaf).
-pub fn verify_leaf(batch_root: B256, leaf_count: u64, leaf_hash: B256, proof: &MerkleProof) -> bool {
+pub fn verify_leaf(
+    batch_root: B256,
+    leaf_count: u64,
+    leaf_hash: B256,
+    proof: &MerkleProof,
+) -> bool {
     proof.verify_with_count(batch_root, leaf_count, leaf_hash)
 }
 

@@ -164,11 +164,31 @@ impl BatchEntry {
         FinishReason::try_from(self.leaf.finishReason)?;
         self.params.validate()?;
         let check = |field, expected: B256, found: B256| {
-            if expected == found { Ok(()) } else { Err(EntryError::Mismatch { field, expected, found }) }
+            if expected == found {
+                Ok(())
+            } else {
+                Err(EntryError::Mismatch {
+                    field,
+                    expected,
+                    found,
+                })
+            }
         };
-        check("paramsHash", self.params.params_hash(), self.leaf.paramsHash)?;
-        check("promptRoot", token_ids_root(&self.prompt_tokens), self.leaf.promptRoot)?;
-        check("outputHash", token_ids_root(&self.output_tokens), self.leaf.outputHash)?;
+        check(
+            "paramsHash",
+            self.params.params_hash(),
+            self.leaf.paramsHash,
+        )?;
+        check(
+            "promptRoot",
+            token_ids_root(&self.prompt_tokens),
+            self.leaf.promptRoot,
+        )?;
+        check(
+            "outputHash",
+            token_ids_root(&self.output_tokens),
+            self.leaf.outputHash,
+        )?;
         Ok(())
     }
 
@@ -197,7 +217,11 @@ pub struct BatchData {
 impl BatchData {
     /// A version-1 batch.
     pub const fn new(chain_id: u64, entries: Vec<BatchEntry>) -> Self {
-        Self { version: BATCH_DATA_VERSION, chain_id, entries }
+        Self {
+            version: BATCH_DATA_VERSION,
+            chain_id,
+            entries,
+        }
     }
 
     /// Leaf hashes in batch order.
@@ -216,7 +240,10 @@ impl BatchData {
             return Err(CodecError::Version(self.version));
         }
         for (index, entry) in self.entries.iter().enumerate() {
-            entry.validate().map_err(|error| CodecError::Entry { index: index as u32, error })?;
+            entry.validate().map_err(|error| CodecError::Entry {
+                index: index as u32,
+                error,
+            })?;
         }
         Ok(())
     }
@@ -230,9 +257,16 @@ impl BatchData {
     /// The uncompressed layout, without content validation (size and count limits are checked).
     pub fn encode_raw(&self) -> Result<Vec<u8>, CodecError> {
         let size = HEADER_BYTES as u64
-            + self.entries.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
+            + self
+                .entries
+                .iter()
+                .map(|e| e.encoded_len() as u64)
+                .sum::<u64>();
         if size > MAX_DECOMPRESSED_BYTES {
-            return Err(CodecError::TooLarge { size, limit: MAX_DECOMPRESSED_BYTES });
+            return Err(CodecError::TooLarge {
+                size,
+                limit: MAX_DECOMPRESSED_BYTES,
+            });
         }
         let count = |what, n: usize| {
             u32::try_from(n).map_err(|_| CodecError::CountOverflow { what, count: n })
@@ -259,8 +293,10 @@ impl BatchData {
             out.extend_from_slice(&p.top_p_milli.to_le_bytes());
             out.extend_from_slice(&p.seed.to_le_bytes());
             out.extend_from_slice(&p.choice_index.to_le_bytes());
-            for (what, tokens) in [("prompt token", &e.prompt_tokens), ("output token", &e.output_tokens)]
-            {
+            for (what, tokens) in [
+                ("prompt token", &e.prompt_tokens),
+                ("output token", &e.output_tokens),
+            ] {
                 out.extend_from_slice(&count(what, tokens.len())?.to_le_bytes());
                 for t in tokens {
                     out.extend_from_slice(&t.to_le_bytes());
@@ -293,7 +329,10 @@ impl BatchData {
         r.reserve(u64::from(count) * MIN_ENTRY_BYTES as u64, at)?;
         let mut entries = Vec::with_capacity(count as usize);
         for i in 0..count {
-            let at = |field| Location { entry: Some(i), field };
+            let at = |field| Location {
+                entry: Some(i),
+                field,
+            };
             let leaf = InferenceLeaf {
                 version: r.u16(at("leaf.version"))?,
                 requestId: B256::new(r.array(at("leaf.requestId"))?),
@@ -316,12 +355,22 @@ impl BatchData {
             let prompt_tokens = r.u32s(at("prompt_tokens"))?;
             let output_tokens = r.u32s(at("output_tokens"))?;
             let signature = LeafSignature(FixedBytes(r.array(at("signature"))?));
-            entries.push(BatchEntry { leaf, prompt_tokens, params, output_tokens, signature });
+            entries.push(BatchEntry {
+                leaf,
+                prompt_tokens,
+                params,
+                output_tokens,
+                signature,
+            });
         }
         if r.remaining() != 0 {
             return Err(CodecError::TrailingBytes(r.remaining()));
         }
-        Ok(Self { version, chain_id, entries })
+        Ok(Self {
+            version,
+            chain_id,
+            entries,
+        })
     }
 }
 
@@ -336,8 +385,10 @@ pub fn compress(raw: &[u8]) -> Result<Vec<u8>, CodecError> {
     use zstd_safe::CParameter;
     let err = |e: std::io::Error| CodecError::Compress(e.to_string());
     let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(err)?;
-    c.set_parameter(CParameter::ChecksumFlag(true)).map_err(err)?;
-    c.set_parameter(CParameter::ContentSizeFlag(true)).map_err(err)?;
+    c.set_parameter(CParameter::ChecksumFlag(true))
+        .map_err(err)?;
+    c.set_parameter(CParameter::ContentSizeFlag(true))
+        .map_err(err)?;
     c.compress(raw).map_err(err)
 }
 
@@ -378,12 +429,16 @@ pub fn decompress(encoded: &[u8]) -> Result<Vec<u8>, CodecError> {
         Err(_) => return Err(CodecError::Frame("content size unreadable")),
     };
     if size > MAX_DECOMPRESSED_BYTES {
-        return Err(CodecError::TooLarge { size, limit: MAX_DECOMPRESSED_BYTES });
+        return Err(CodecError::TooLarge {
+            size,
+            limit: MAX_DECOMPRESSED_BYTES,
+        });
     }
     // The output buffer is exactly the declared size: zstd cannot write past it, and a frame that
     // decodes to more or less than it declares is an error.
     let mut out = Vec::with_capacity(size as usize);
-    let mut dctx = zstd_safe::DCtx::try_create().ok_or(CodecError::Zstd("cannot allocate context"))?;
+    let mut dctx =
+        zstd_safe::DCtx::try_create().ok_or(CodecError::Zstd("cannot allocate context"))?;
     let written = dctx.decompress(&mut out, encoded).map_err(zstd_err)?;
     if written as u64 != size {
         return Err(CodecError::Frame("content size does not match the content"));
@@ -404,7 +459,11 @@ impl<'a> Reader<'a> {
     fn reserve(&self, needed: u64, at: Location) -> Result<(), CodecError> {
         let remaining = self.remaining() as u64;
         if needed > remaining {
-            return Err(CodecError::Truncated { at, needed, remaining });
+            return Err(CodecError::Truncated {
+                at,
+                needed,
+                remaining,
+            });
         }
         Ok(())
     }
@@ -441,7 +500,10 @@ impl<'a> Reader<'a> {
     fn u32s(&mut self, at: Location) -> Result<Vec<u32>, CodecError> {
         let len = self.u32(at)?;
         let bytes = self.take_counted(len, at)?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn take_counted(&mut self, len: u32, at: Location) -> Result<&'a [u8], CodecError> {
@@ -487,7 +549,11 @@ mod tests {
     fn batch() -> BatchData {
         BatchData::new(
             31337,
-            vec![entry(1, vec![1, 2, 3], vec![4, 5]), entry(2, vec![], vec![]), entry(3, vec![9; 300], vec![7])],
+            vec![
+                entry(1, vec![1, 2, 3], vec![4, 5]),
+                entry(2, vec![], vec![]),
+                entry(3, vec![9; 300], vec![7]),
+            ],
         )
     }
 
@@ -495,7 +561,10 @@ mod tests {
     fn round_trip_and_layout() {
         let b = batch();
         let raw = b.encode_raw().unwrap();
-        assert_eq!(raw.len(), HEADER_BYTES + 3 * MIN_ENTRY_BYTES + 4 * (3 + 2 + 300 + 1));
+        assert_eq!(
+            raw.len(),
+            HEADER_BYTES + 3 * MIN_ENTRY_BYTES + 4 * (3 + 2 + 300 + 1)
+        );
         assert_eq!(raw[0], 1);
         assert_eq!(&raw[1..9], &31337u64.to_le_bytes());
         assert_eq!(&raw[9..13], &3u32.to_le_bytes());
@@ -503,7 +572,12 @@ mod tests {
         assert_eq!(BatchData::decode(&enc).unwrap(), b);
         assert_eq!(da_commitment(&enc), keccak256(&enc));
         assert_eq!(b.batch_root(), crate::batch::batch_root(&b.leaf_hashes()));
-        assert_eq!(BatchData::decode(&BatchData::new(1, vec![]).encode().unwrap()).unwrap().entries, vec![]);
+        assert_eq!(
+            BatchData::decode(&BatchData::new(1, vec![]).encode().unwrap())
+                .unwrap()
+                .entries,
+            vec![]
+        );
     }
 
     #[test]
@@ -513,7 +587,16 @@ mod tests {
         let enc = compress(&b.encode_raw().unwrap()).unwrap();
         let err = BatchData::decode(&enc).unwrap_err();
         assert!(
-            matches!(err, CodecError::Entry { index: 2, error: EntryError::Mismatch { field: "outputHash", .. } }),
+            matches!(
+                err,
+                CodecError::Entry {
+                    index: 2,
+                    error: EntryError::Mismatch {
+                        field: "outputHash",
+                        ..
+                    }
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().starts_with("entry 2: leaf outputHash is"));
@@ -522,16 +605,28 @@ mod tests {
         let mut b = batch();
         b.entries[1].leaf.finishReason = 2;
         let err = BatchData::decode(&compress(&b.encode_raw().unwrap()).unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "entry 1: leaf finishReason: unknown finish reason 2 (0 = stop, 1 = length)");
+        assert_eq!(
+            err.to_string(),
+            "entry 1: leaf finishReason: unknown finish reason 2 (0 = stop, 1 = length)"
+        );
 
         let mut b = batch();
         b.entries[0].params.top_p_milli = 0;
         let err = BatchData::decode(&compress(&b.encode_raw().unwrap()).unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "entry 0: params: top_p_milli = 0 is out of range 1..=1000");
+        assert_eq!(
+            err.to_string(),
+            "entry 0: params: top_p_milli = 0 is out of range 1..=1000"
+        );
 
         let mut b = batch();
         b.entries[0].leaf.version = 2;
-        assert!(matches!(b.encode(), Err(CodecError::Entry { index: 0, error: EntryError::LeafVersion(2) })));
+        assert!(matches!(
+            b.encode(),
+            Err(CodecError::Entry {
+                index: 0,
+                error: EntryError::LeafVersion(2)
+            })
+        ));
         let mut b = batch();
         b.version = 2;
         assert_eq!(b.encode(), Err(CodecError::Version(2)));
@@ -542,18 +637,33 @@ mod tests {
         let raw = batch().encode_raw().unwrap();
         let mut long = raw.clone();
         long.push(0);
-        assert_eq!(BatchData::decode_raw(&long), Err(CodecError::TrailingBytes(1)));
+        assert_eq!(
+            BatchData::decode_raw(&long),
+            Err(CodecError::TrailingBytes(1))
+        );
         let err = BatchData::decode_raw(&raw[..raw.len() - 1]).unwrap_err();
-        assert_eq!(err.to_string(), "truncated at entry 2 field signature: needs 65 bytes, 64 left");
+        assert_eq!(
+            err.to_string(),
+            "truncated at entry 2 field signature: needs 65 bytes, 64 left"
+        );
         let mut huge = raw.clone();
         huge[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             BatchData::decode_raw(&huge),
-            Err(CodecError::Truncated { at: Location { entry: None, field: "entry_count" }, .. })
+            Err(CodecError::Truncated {
+                at: Location {
+                    entry: None,
+                    field: "entry_count"
+                },
+                ..
+            })
         ));
         let mut bad_version = raw;
         bad_version[0] = 0;
-        assert_eq!(BatchData::decode_raw(&bad_version), Err(CodecError::Version(0)));
+        assert_eq!(
+            BatchData::decode_raw(&bad_version),
+            Err(CodecError::Version(0))
+        );
     }
 
     #[test]
@@ -561,15 +671,30 @@ mod tests {
         let enc = batch().encode().unwrap();
         let mut trailing = enc.clone();
         trailing.extend_from_slice(&enc);
-        assert_eq!(BatchData::decode(&trailing), Err(CodecError::TrailingFrameBytes(enc.len())));
-        assert!(matches!(BatchData::decode(&enc[..3]), Err(CodecError::Frame(_))));
-        assert!(matches!(BatchData::decode(&enc[..enc.len() - 1]), Err(CodecError::Zstd(_))));
+        assert_eq!(
+            BatchData::decode(&trailing),
+            Err(CodecError::TrailingFrameBytes(enc.len()))
+        );
+        assert!(matches!(
+            BatchData::decode(&enc[..3]),
+            Err(CodecError::Frame(_))
+        ));
+        assert!(matches!(
+            BatchData::decode(&enc[..enc.len() - 1]),
+            Err(CodecError::Zstd(_))
+        ));
         let mut unused = enc.clone();
         unused[4] |= 0x10;
-        assert_eq!(BatchData::decode(&unused), Err(CodecError::Frame("unused header bit set")));
+        assert_eq!(
+            BatchData::decode(&unused),
+            Err(CodecError::Frame("unused header bit set"))
+        );
         // A frame without checksum (plain zstd::encode_all) is outside the profile.
         let plain = zstd::encode_all(&batch().encode_raw().unwrap()[..], 3).unwrap();
-        assert_eq!(BatchData::decode(&plain), Err(CodecError::Frame("content checksum missing")));
+        assert_eq!(
+            BatchData::decode(&plain),
+            Err(CodecError::Frame("content checksum missing"))
+        );
     }
 
     #[test]
@@ -578,6 +703,9 @@ mod tests {
         let zeros = vec![0u8; (MAX_DECOMPRESSED_BYTES + (1 << 20)) as usize];
         let bomb = compress(&zeros).unwrap();
         assert!(bomb.len() < 1 << 16);
-        assert!(matches!(BatchData::decode(&bomb), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            BatchData::decode(&bomb),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 }

@@ -5,8 +5,7 @@
 //! hashes. Signatures are over the EIP-712 signing hash under [`leaf_domain`].
 
 use alloy_primitives::{
-    Address, B256, FixedBytes, Signature, U256, keccak256, uint,
-    SignatureError as EcdsaError,
+    Address, B256, FixedBytes, Signature, SignatureError as EcdsaError, U256, keccak256, uint,
 };
 use alloy_sol_types::{Eip712Domain, SolStruct, SolValue};
 use serde::{Deserialize, Serialize};
@@ -156,11 +155,21 @@ impl SamplingParams {
             if (min..=max).contains(&value) {
                 Ok(())
             } else {
-                Err(ParamsError { field, value: value.into(), min: min.into(), max: max.into() })
+                Err(ParamsError {
+                    field,
+                    value: value.into(),
+                    min: min.into(),
+                    max: max.into(),
+                })
             }
         };
         check("max_tokens", self.max_tokens, 1, u32::MAX)?;
-        check("temperature_milli", self.temperature_milli, 0, TEMPERATURE_MILLI_MAX)?;
+        check(
+            "temperature_milli",
+            self.temperature_milli,
+            0,
+            TEMPERATURE_MILLI_MAX,
+        )?;
         check("top_p_milli", self.top_p_milli, 1, TOP_P_MILLI_MAX)?;
         Ok(())
     }
@@ -169,7 +178,13 @@ impl SamplingParams {
     /// uint64 seed, uint32 choiceIndex))`.
     pub fn params_hash(&self) -> B256 {
         keccak256(
-            (self.max_tokens, self.temperature_milli, self.top_p_milli, self.seed, self.choice_index)
+            (
+                self.max_tokens,
+                self.temperature_milli,
+                self.top_p_milli,
+                self.seed,
+                self.choice_index,
+            )
                 .abi_encode_params(),
         )
     }
@@ -362,7 +377,10 @@ mod tests {
     fn sign_and_recover() {
         let key = key();
         let addr = key_address(&key);
-        let domain = leaf_domain(31337, address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"));
+        let domain = leaf_domain(
+            31337,
+            address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+        );
         let leaf = sample_leaf(addr);
         let sig = sign_leaf(&leaf, &domain, &key).unwrap();
         assert!(matches!(sig.as_bytes()[64], 27 | 28));
@@ -390,14 +408,23 @@ mod tests {
 
         let mut bad = *sig.as_bytes();
         bad[64] = 1;
-        assert!(matches!(LeafSignature::from(bad).to_signature(), Err(SignatureError::InvalidV(1))));
+        assert!(matches!(
+            LeafSignature::from(bad).to_signature(),
+            Err(SignatureError::InvalidV(1))
+        ));
 
         // The malleated twin (n - s, flipped parity) recovers the same key but is rejected.
         let good = sig.to_signature().unwrap();
         let twin = Signature::new(good.r(), SECP256K1_N - good.s(), !good.v());
-        assert!(matches!(recover_signer(&leaf, &domain, &twin), Err(SignatureError::HighS)));
+        assert!(matches!(
+            recover_signer(&leaf, &domain, &twin),
+            Err(SignatureError::HighS)
+        ));
         let twin_bytes = LeafSignature::from_signature(&twin);
-        assert!(matches!(twin_bytes.to_signature(), Err(SignatureError::HighS)));
+        assert!(matches!(
+            twin_bytes.to_signature(),
+            Err(SignatureError::HighS)
+        ));
 
         let zero_r = Signature::new(U256::ZERO, good.s(), good.v());
         assert!(matches!(
@@ -436,13 +463,43 @@ mod tests {
             keccak256([1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 2])
         );
 
-        let bad = SamplingParams { temperature_milli: 2001, ..p };
+        let bad = SamplingParams {
+            temperature_milli: 2001,
+            ..p
+        };
         let err = bad.validate().unwrap_err();
         assert_eq!(err.field, "temperature_milli");
-        assert_eq!(err.to_string(), "temperature_milli = 2001 is out of range 0..=2000");
-        assert_eq!(SamplingParams { top_p_milli: 0, ..p }.validate().unwrap_err().field, "top_p_milli");
-        assert_eq!(SamplingParams { top_p_milli: 1001, ..p }.validate().unwrap_err().field, "top_p_milli");
-        assert_eq!(SamplingParams { max_tokens: 0, ..p }.validate().unwrap_err().field, "max_tokens");
+        assert_eq!(
+            err.to_string(),
+            "temperature_milli = 2001 is out of range 0..=2000"
+        );
+        assert_eq!(
+            SamplingParams {
+                top_p_milli: 0,
+                ..p
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "top_p_milli"
+        );
+        assert_eq!(
+            SamplingParams {
+                top_p_milli: 1001,
+                ..p
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "top_p_milli"
+        );
+        assert_eq!(
+            SamplingParams { max_tokens: 0, ..p }
+                .validate()
+                .unwrap_err()
+                .field,
+            "max_tokens"
+        );
     }
 
     #[test]

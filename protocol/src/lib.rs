@@ -4,6 +4,8 @@
 //! Every definition here is recomputed by the L1 contracts and by independent implementations; the
 //! normative text is `docs/protocol.md`. Changing any byte of a hashed encoding is a protocol change.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod batch;
 pub mod codec;
 pub mod leaf;

@@ -57,7 +57,11 @@ pub fn zero_hashes() -> &'static [B256; MAX_DEPTH + 1] {
 /// An inclusion proof in such a tree has exactly this many siblings.
 #[inline]
 pub const fn tree_depth(leaf_count: u64) -> u32 {
-    if leaf_count <= 1 { 0 } else { u64::BITS - (leaf_count - 1).leading_zeros() }
+    if leaf_count <= 1 {
+        0
+    } else {
+        u64::BITS - (leaf_count - 1).leading_zeros()
+    }
 }
 
 /// Merkle root of `leaves` (see the module docs for the definition).
@@ -75,7 +79,11 @@ pub fn merkle_root(leaves: &[B256]) -> B256 {
             while level.len() > 1 {
                 let n = level.len();
                 for i in 0..n.div_ceil(2) {
-                    let right = if 2 * i + 1 < n { level[2 * i + 1] } else { z[height] };
+                    let right = if 2 * i + 1 < n {
+                        level[2 * i + 1]
+                    } else {
+                        z[height]
+                    };
                     level[i] = hash_pair(&level[2 * i], &right);
                 }
                 level.truncate(n.div_ceil(2));
@@ -109,7 +117,11 @@ impl MerkleProof {
         let mut node = leaf;
         let mut index = self.index;
         for sibling in &self.siblings {
-            node = if index & 1 == 0 { hash_pair(&node, sibling) } else { hash_pair(sibling, &node) };
+            node = if index & 1 == 0 {
+                hash_pair(&node, sibling)
+            } else {
+                hash_pair(sibling, &node)
+            };
             index >>= 1;
         }
         Some(node)
@@ -178,7 +190,11 @@ impl MerkleTree {
 
     /// The root ([`EMPTY_LEAF`] for an empty tree).
     pub fn root(&self) -> B256 {
-        self.levels.last().and_then(|top| top.first()).copied().unwrap_or(EMPTY_LEAF)
+        self.levels
+            .last()
+            .and_then(|top| top.first())
+            .copied()
+            .unwrap_or(EMPTY_LEAF)
     }
 
     /// The leaves.
@@ -233,7 +249,9 @@ pub struct MerkleBuilder {
 
 impl std::fmt::Debug for MerkleBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MerkleBuilder").field("count", &self.count).finish_non_exhaustive()
+        f.debug_struct("MerkleBuilder")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,7 +264,10 @@ impl Default for MerkleBuilder {
 impl MerkleBuilder {
     /// An empty builder.
     pub const fn new() -> Self {
-        Self { branch: [EMPTY_LEAF; MAX_DEPTH + 1], count: 0 }
+        Self {
+            branch: [EMPTY_LEAF; MAX_DEPTH + 1],
+            count: 0,
+        }
     }
 
     /// Appends a leaf and returns its index. Amortised one hash per push.
@@ -288,11 +309,12 @@ impl MerkleBuilder {
         let z = zero_hashes();
         // `node` is the root of the partial subtree right of the complete ones, at height `h`.
         let mut node = z[0];
-        for h in 0..tree_depth(n) as usize {
+        let depth = tree_depth(n) as usize;
+        for (h, (left, empty)) in self.branch.iter().zip(z.iter()).take(depth).enumerate() {
             node = if (n >> h) & 1 == 1 {
-                hash_pair(&self.branch[h], &node)
+                hash_pair(left, &node)
             } else {
-                hash_pair(&node, &z[h])
+                hash_pair(&node, empty)
             };
         }
         node
@@ -380,7 +402,10 @@ mod tests {
             }
             assert_eq!(
                 tree.proof(n as u64),
-                Err(MerkleError::IndexOutOfRange { index: n as u64, count: n as u64 })
+                Err(MerkleError::IndexOutOfRange {
+                    index: n as u64,
+                    count: n as u64
+                })
             );
             assert_eq!(tree.node(tree.depth(), 0), Some(tree.root()));
             assert_eq!(tree.node(tree.depth(), 1), None);
@@ -401,7 +426,10 @@ mod tests {
         assert!(verify(root, l[1], &p));
         p.index += 4;
         assert!(!verify(root, l[1], &p));
-        let huge = MerkleProof { index: 0, siblings: vec![B256::ZERO; 65] };
+        let huge = MerkleProof {
+            index: 0,
+            siblings: vec![B256::ZERO; 65],
+        };
         assert_eq!(huge.compute_root(B256::ZERO), None);
     }
 }

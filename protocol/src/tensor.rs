@@ -30,9 +30,11 @@ pub enum TensorError {
 impl From<MerkleError> for TensorError {
     fn from(e: MerkleError) -> Self {
         match e {
-            MerkleError::IndexOutOfRange { index, count } => {
-                Self::ChunkOutOfRange { index, len: count * CHUNK_BYTES as u64, chunks: count }
-            }
+            MerkleError::IndexOutOfRange { index, count } => Self::ChunkOutOfRange {
+                index,
+                len: count * CHUNK_BYTES as u64,
+                chunks: count,
+            },
         }
     }
 }
@@ -40,7 +42,11 @@ impl From<MerkleError> for TensorError {
 /// Number of chunks of a tensor of `len` bytes: `max(1, ceil(len / CHUNK_BYTES))`.
 #[inline]
 pub const fn chunk_count(len: u64) -> u64 {
-    if len == 0 { 1 } else { len.div_ceil(CHUNK_BYTES as u64) }
+    if len == 0 {
+        1
+    } else {
+        len.div_ceil(CHUNK_BYTES as u64)
+    }
 }
 
 /// Leaf of one chunk: `keccak256(chunk ‖ zeros)` over exactly `CHUNK_BYTES` bytes. `chunk` longer
@@ -71,7 +77,10 @@ pub fn chunk_leaves(bytes: &[u8]) -> Vec<B256> {
     if bytes.is_empty() {
         return vec![keccak256([0u8; CHUNK_BYTES])];
     }
-    bytes.chunks(CHUNK_BYTES).map(|c| chunk_leaf(c).unwrap_or_default()).collect()
+    bytes
+        .chunks(CHUNK_BYTES)
+        .map(|c| chunk_leaf(c).unwrap_or_default())
+        .collect()
 }
 
 /// Chunk `chunk_index` of `bytes`, zero-padded to `CHUNK_BYTES`, with its proof under
@@ -82,7 +91,11 @@ pub fn tensor_chunk_proof(
 ) -> Result<([u8; CHUNK_BYTES], MerkleProof), TensorError> {
     let len = bytes.len() as u64;
     let chunks = chunk_count(len);
-    let out_of_range = TensorError::ChunkOutOfRange { index: chunk_index, len, chunks };
+    let out_of_range = TensorError::ChunkOutOfRange {
+        index: chunk_index,
+        len,
+        chunks,
+    };
     if chunk_index >= chunks {
         return Err(out_of_range);
     }
@@ -95,7 +108,12 @@ pub fn tensor_chunk_proof(
 
 /// Whether `chunk` (exactly `CHUNK_BYTES` bytes) is chunk `chunk_index` of the tensor with root
 /// `root`. `proof.index` must equal `chunk_index`.
-pub fn verify_tensor_chunk(root: B256, chunk_index: u64, chunk: &[u8], proof: &MerkleProof) -> bool {
+pub fn verify_tensor_chunk(
+    root: B256,
+    chunk_index: u64,
+    chunk: &[u8],
+    proof: &MerkleProof,
+) -> bool {
     chunk.len() == CHUNK_BYTES && proof.index == chunk_index && proof.verify(root, keccak256(chunk))
 }
 
@@ -113,7 +131,9 @@ pub fn verify_tensor_chunk_with_len(
     let used = used.min(CHUNK_BYTES as u64) as usize;
     chunk_index < chunks
         && proof.siblings.len() == tree_depth(chunks) as usize
-        && chunk.get(used..).is_some_and(|pad| pad.iter().all(|b| *b == 0))
+        && chunk
+            .get(used..)
+            .is_some_and(|pad| pad.iter().all(|b| *b == 0))
         && verify_tensor_chunk(root, chunk_index, chunk, proof)
 }
 
@@ -129,7 +149,9 @@ pub struct TensorHasher {
 
 impl std::fmt::Debug for TensorHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TensorHasher").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("TensorHasher")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,7 +164,12 @@ impl Default for TensorHasher {
 impl TensorHasher {
     /// An empty hasher.
     pub const fn new() -> Self {
-        Self { buf: [0u8; CHUNK_BYTES], filled: 0, len: 0, tree: MerkleBuilder::new() }
+        Self {
+            buf: [0u8; CHUNK_BYTES],
+            filled: 0,
+            len: 0,
+            tree: MerkleBuilder::new(),
+        }
     }
 
     /// Bytes written so far.
@@ -204,12 +231,22 @@ pub fn u32_tensor_bytes(values: &[u32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Root of a token id list: [`tensor_root`] of [`u32_tensor_bytes`]. Used for the leaf's prompt
-/// root and output hash.
+/// Root of a token id list: `keccak256(uint64 len big-endian ‖ tensor_root(u32_tensor_bytes(ids)))`.
+/// Used for the leaf's prompt root and output hash. The length is bound explicitly because zero
+/// padding of the last chunk would otherwise make `[a, b]` and `[a, b, 0]` share a root (token 0 is
+/// a real token). A verifier reads token `t` with a chunk proof under the inner tensor root.
 pub fn token_ids_root(ids: &[u32]) -> B256 {
     let mut h = TensorHasher::new();
     h.write_u32_le(ids);
-    h.finish()
+    token_list_root(ids.len() as u64, h.finish())
+}
+
+/// Binds a token list's length to the tensor root of its bytes (see [`token_ids_root`]).
+pub fn token_list_root(len: u64, tensor_root: B256) -> B256 {
+    let mut preimage = [0u8; 40];
+    preimage[..8].copy_from_slice(&len.to_be_bytes());
+    preimage[8..].copy_from_slice(tensor_root.as_slice());
+    keccak256(preimage)
 }
 
 #[cfg(test)]
@@ -233,8 +270,10 @@ mod tests {
     fn multi_chunk_matches_definition() {
         for n in [1025, 2048, 2049, 5000, 4096] {
             let b = bytes(n);
-            let leaves: Vec<B256> =
-                b.chunks(CHUNK_BYTES).map(|c| keccak256(padded_chunk(c))).collect();
+            let leaves: Vec<B256> = b
+                .chunks(CHUNK_BYTES)
+                .map(|c| keccak256(padded_chunk(c)))
+                .collect();
             assert_eq!(tensor_root(&b), merkle_root(&leaves), "n={n}");
             assert_eq!(chunk_leaves(&b), leaves);
         }
@@ -257,9 +296,15 @@ mod tests {
     #[test]
     fn token_roots() {
         let ids: Vec<u32> = (0..700).map(|i| i * 65_537).collect();
-        assert_eq!(token_ids_root(&ids), tensor_root(&u32_tensor_bytes(&ids)));
+        assert_eq!(
+            token_ids_root(&ids),
+            token_list_root(700, tensor_root(&u32_tensor_bytes(&ids)))
+        );
         assert_eq!(u32_tensor_bytes(&[0x0403_0201]), vec![1, 2, 3, 4]);
-        assert_eq!(token_ids_root(&[]), tensor_root(&[]));
+        assert_eq!(token_ids_root(&[]), token_list_root(0, tensor_root(&[])));
+        // Trailing zero tokens change the root even though their bytes are zero padding.
+        assert_ne!(token_ids_root(&[5, 6]), token_ids_root(&[5, 6, 0]));
+        assert_ne!(token_ids_root(&[]), token_ids_root(&[0]));
     }
 
     #[test]
@@ -271,8 +316,15 @@ mod tests {
             for i in 0..chunks {
                 let (chunk, proof) = tensor_chunk_proof(&b, i).unwrap();
                 assert!(verify_tensor_chunk(root, i, &chunk, &proof));
-                assert!(verify_tensor_chunk_with_len(root, n as u64, i, &chunk, &proof));
-                assert!(!verify_tensor_chunk(root, i, &chunk[..CHUNK_BYTES - 1], &proof));
+                assert!(verify_tensor_chunk_with_len(
+                    root, n as u64, i, &chunk, &proof
+                ));
+                assert!(!verify_tensor_chunk(
+                    root,
+                    i,
+                    &chunk[..CHUNK_BYTES - 1],
+                    &proof
+                ));
                 assert!(!verify_tensor_chunk(root, i + 1, &chunk, &proof));
             }
             assert!(matches!(

@@ -64,14 +64,17 @@ pub struct TraceBuilder {
 impl TraceBuilder {
     /// An empty trace.
     pub const fn new() -> Self {
-        Self { tree: MerkleBuilder::new() }
+        Self {
+            tree: MerkleBuilder::new(),
+        }
     }
 
     /// Appends the next op and returns its index.
     #[inline]
     pub fn push(&mut self, descriptor_hash: B256, output_root: B256) -> u64 {
         let index = self.tree.len();
-        self.tree.push(trace_leaf(index, descriptor_hash, output_root))
+        self.tree
+            .push(trace_leaf(index, descriptor_hash, output_root))
     }
 
     /// Number of ops pushed.
@@ -81,7 +84,10 @@ impl TraceBuilder {
 
     /// The commitment to the ops pushed so far (the builder stays usable).
     pub fn commitment(&self) -> TraceCommitment {
-        TraceCommitment { root: self.tree.root(), op_count: self.tree.len() }
+        TraceCommitment {
+            root: self.tree.root(),
+            op_count: self.tree.len(),
+        }
     }
 
     /// The commitment to all pushed ops.
@@ -108,7 +114,12 @@ mod tests {
     #[test]
     fn builder_matches_one_shot() {
         let ops: Vec<(B256, B256)> = (0..37u64)
-            .map(|i| (keccak256(i.to_le_bytes()), keccak256((i + 1000).to_be_bytes())))
+            .map(|i| {
+                (
+                    keccak256(i.to_le_bytes()),
+                    keccak256((i + 1000).to_be_bytes()),
+                )
+            })
             .collect();
         let mut b = TraceBuilder::new();
         let mut leaves = Vec::new();
@@ -118,7 +129,13 @@ mod tests {
         }
         assert_eq!(b.op_count(), 37);
         let c = b.finish();
-        assert_eq!(c, TraceCommitment { root: trace_root(&leaves), op_count: 37 });
+        assert_eq!(
+            c,
+            TraceCommitment {
+                root: trace_root(&leaves),
+                op_count: 37
+            }
+        );
         for i in [0u64, 5, 36] {
             let p = trace_proof(&leaves, i).unwrap();
             let (d, o) = ops[i as usize];

@@ -29,7 +29,9 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n + 32);
     let mut block = 0u64;
     while out.len() < n {
-        out.extend_from_slice(keccak256([seed.to_le_bytes(), block.to_le_bytes()].concat()).as_slice());
+        out.extend_from_slice(
+            keccak256([seed.to_le_bytes(), block.to_le_bytes()].concat()).as_slice(),
+        );
         block += 1;
     }
     out.truncate(n);
@@ -44,7 +46,10 @@ fn naive_root(leaves: &[B256]) -> B256 {
     let mut level = leaves.to_vec();
     level.resize(leaves.len().next_power_of_two(), EMPTY_LEAF);
     while level.len() > 1 {
-        level = level.chunks(2).map(|p| keccak256([p[0].as_slice(), p[1].as_slice()].concat())).collect();
+        level = level
+            .chunks(2)
+            .map(|p| keccak256([p[0].as_slice(), p[1].as_slice()].concat()))
+            .collect();
     }
     level[0]
 }
@@ -167,7 +172,9 @@ proptest! {
     #[test]
     fn token_ids_root_is_u32_le_tensor_root(ids in prop::collection::vec(any::<u32>(), 0..1200)) {
         let le: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
-        prop_assert_eq!(token_ids_root(&ids), naive_tensor_root(&le));
+        let mut preimage = (ids.len() as u64).to_be_bytes().to_vec();
+        preimage.extend_from_slice(naive_tensor_root(&le).as_slice());
+        prop_assert_eq!(token_ids_root(&ids), keccak256(&preimage));
     }
 
     #[test]
@@ -249,28 +256,30 @@ fn entry() -> impl Strategy<Value = BatchEntry> {
         0u8..=1,
         prop::collection::vec(any::<u8>(), 65),
     )
-        .prop_map(|(params, prompt, output, root, op_count, executor, finish, sig)| {
-            let mut signature = [0u8; 65];
-            signature.copy_from_slice(&sig);
-            BatchEntry {
-                leaf: InferenceLeaf {
-                    version: LEAF_VERSION,
-                    requestId: keccak256(root),
-                    modelRoot: B256::new(root),
-                    promptRoot: token_ids_root(&prompt),
-                    paramsHash: params.params_hash(),
-                    outputHash: token_ids_root(&output),
-                    finishReason: finish,
-                    traceRoot: keccak256(executor),
-                    opCount: op_count,
-                    executor: Address::new(executor),
-                },
-                prompt_tokens: prompt,
-                params,
-                output_tokens: output,
-                signature: LeafSignature::from(signature),
-            }
-        })
+        .prop_map(
+            |(params, prompt, output, root, op_count, executor, finish, sig)| {
+                let mut signature = [0u8; 65];
+                signature.copy_from_slice(&sig);
+                BatchEntry {
+                    leaf: InferenceLeaf {
+                        version: LEAF_VERSION,
+                        requestId: keccak256(root),
+                        modelRoot: B256::new(root),
+                        promptRoot: token_ids_root(&prompt),
+                        paramsHash: params.params_hash(),
+                        outputHash: token_ids_root(&output),
+                        finishReason: finish,
+                        traceRoot: keccak256(executor),
+                        opCount: op_count,
+                        executor: Address::new(executor),
+                    },
+                    prompt_tokens: prompt,
+                    params,
+                    output_tokens: output,
+                    signature: LeafSignature::from(signature),
+                }
+            },
+        )
 }
 
 fn small_encoded_batch() -> Vec<u8> {
@@ -287,26 +296,60 @@ fn truncation_at_every_offset_is_rejected() {
     let enc = small_encoded_batch();
     assert!(BatchData::decode(&enc).is_ok());
     for k in 0..enc.len() {
-        assert!(BatchData::decode(&enc[..k]).is_err(), "prefix of {k} bytes accepted");
+        assert!(
+            BatchData::decode(&enc[..k]).is_err(),
+            "prefix of {k} bytes accepted"
+        );
     }
     let raw = verinfer_protocol::codec::decompress(&enc).unwrap();
     for k in 0..raw.len() {
         let err = BatchData::decode_raw(&raw[..k]).unwrap_err();
-        assert!(matches!(err, CodecError::Truncated { .. }), "prefix {k}: {err}");
+        assert!(
+            matches!(err, CodecError::Truncated { .. }),
+            "prefix {k}: {err}"
+        );
         assert!(BatchData::decode(&compress(&raw[..k]).unwrap()).is_err());
+    }
+}
+
+/// zstd is not a canonical encoding: a few bits (e.g. inside entropy-table descriptions) can change
+/// without changing the content. The content checksum and the layout checks make every other flip
+/// an error, so a flipped frame either fails or decodes to exactly the original batch.
+fn assert_flip_rejected_or_harmless(original: &BatchData, bad: &[u8]) -> bool {
+    match BatchData::decode(bad) {
+        Err(_) => true,
+        Ok(decoded) => {
+            assert_eq!(
+                &decoded, original,
+                "a flipped frame decoded to a different batch"
+            );
+            false
+        }
     }
 }
 
 #[test]
 fn every_single_byte_flip_is_rejected() {
     let enc = small_encoded_batch();
+    let original = BatchData::decode(&enc).unwrap();
+    let (mut rejected, mut harmless) = (0, 0);
     for pos in 0..enc.len() {
-        for xor in [0x01u8, 0x80, 0xff] {
+        for xor in [0x01u8, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff] {
             let mut bad = enc.clone();
             bad[pos] ^= xor;
-            assert!(BatchData::decode(&bad).is_err(), "flip {xor:#x} at {pos} accepted");
+            if assert_flip_rejected_or_harmless(&original, &bad) {
+                rejected += 1
+            } else {
+                harmless += 1
+            }
         }
     }
+    eprintln!("byte flips: {rejected} rejected, {harmless} decoded to the same batch");
+    // Header, layout and content are all covered; only entropy-coding slack may pass.
+    assert!(
+        harmless * 100 <= rejected,
+        "{harmless} harmless vs {rejected} rejected flips"
+    );
 }
 
 proptest! {
@@ -325,9 +368,10 @@ proptest! {
     #[test]
     fn codec_rejects_random_flips(entries in prop::collection::vec(entry(), 1..4), pos: prop::sample::Index, xor in 1u8..=255) {
         let enc = BatchData::new(5, entries).encode().unwrap();
+        let original = BatchData::decode(&enc).unwrap();
         let mut bad = enc.clone();
         bad[pos.index(enc.len())] ^= xor;
-        prop_assert!(BatchData::decode(&bad).is_err());
+        assert_flip_rejected_or_harmless(&original, &bad);
     }
 
     #[test]
@@ -343,15 +387,4 @@ proptest! {
         let _ = BatchData::decode_raw(&raw).map(|b| b.validate());
         let _ = compress(&raw).map(|c| BatchData::decode(&c));
     }
-}
-
-#[test]
-fn zz_debug_flip() {
-    let enc = small_encoded_batch();
-    println!("len {} head {}", enc.len(), alloy_primitives::hex::encode(&enc[..40]));
-    let mut bad = enc.clone();
-    bad[18] ^= 0x80;
-    let a = verinfer_protocol::codec::decompress(&enc).unwrap();
-    let b = verinfer_protocol::codec::decompress(&bad).unwrap();
-    println!("same raw: {}", a == b);
 }

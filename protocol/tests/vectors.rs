@@ -24,7 +24,13 @@ fn key() -> k256::ecdsa::SigningKey {
 }
 
 fn params() -> SamplingParams {
-    SamplingParams { max_tokens: 256, temperature_milli: 700, top_p_milli: 950, seed: 42, choice_index: 1 }
+    SamplingParams {
+        max_tokens: 256,
+        temperature_milli: 700,
+        top_p_milli: 950,
+        seed: 42,
+        choice_index: 1,
+    }
 }
 
 fn leaf() -> InferenceLeaf {
@@ -46,34 +52,67 @@ fn leaf() -> InferenceLeaf {
 fn merkle_and_tensor_vectors() {
     let l: Vec<B256> = (0..8u64).map(|i| keccak256(i.to_be_bytes())).collect();
     let want = [
-        (0, b256!("0x0000000000000000000000000000000000000000000000000000000000000000")),
-        (1, b256!("0x011b4d03dd8c01f1049143cf9c4c817e4b167f1d1b83e5c6f0f10d89ba1e7bce")),
-        (2, b256!("0x1a232952e30c721bb8ce6d74cdc988052b3a4e87eaac5ad92e44479241d34f9c")),
-        (3, b256!("0x44ad5902fecf82d3829598a89b2ff01b3440868f0927474dbf721535683830a2")),
-        (5, b256!("0x32b0fc0a3eb30231158bdfa1f8d8b0501721e8de0574be62c950f0bedd8cc58a")),
-        (8, b256!("0x77d01398e1c1e2a85da1cf6415cfabd825a4886936827cc326ec579a34e7d8a1")),
+        (
+            0,
+            b256!("0x0000000000000000000000000000000000000000000000000000000000000000"),
+        ),
+        (
+            1,
+            b256!("0x011b4d03dd8c01f1049143cf9c4c817e4b167f1d1b83e5c6f0f10d89ba1e7bce"),
+        ),
+        (
+            2,
+            b256!("0x1a232952e30c721bb8ce6d74cdc988052b3a4e87eaac5ad92e44479241d34f9c"),
+        ),
+        (
+            3,
+            b256!("0x44ad5902fecf82d3829598a89b2ff01b3440868f0927474dbf721535683830a2"),
+        ),
+        (
+            5,
+            b256!("0x32b0fc0a3eb30231158bdfa1f8d8b0501721e8de0574be62c950f0bedd8cc58a"),
+        ),
+        (
+            8,
+            b256!("0x77d01398e1c1e2a85da1cf6415cfabd825a4886936827cc326ec579a34e7d8a1"),
+        ),
     ];
     for (n, root) in want {
         assert_eq!(merkle_root(&l[..n]), root, "n={n}");
     }
     let t = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
     let want = [
-        (0, b256!("0xb5d4d1df10388bbc208778ff02310db98fdaa68efed0b2068a9bef78bd3bfd74")),
-        (1, b256!("0xb5d4d1df10388bbc208778ff02310db98fdaa68efed0b2068a9bef78bd3bfd74")),
-        (1024, b256!("0x8067fe24dad927632e32dcaf9b7958a5f301cfc4e37f419a08e059290be23370")),
-        (1025, b256!("0xf46eb2f2357faa8734ab864f0fe8b91e971cc981f57b9c2e8f492982a94c1d30")),
-        (3000, b256!("0xcf55b630f8e0ca396a3a20b1baf2e59ecea9972bc74cf92bc13f23c8388cd4fb")),
+        (
+            0,
+            b256!("0xb5d4d1df10388bbc208778ff02310db98fdaa68efed0b2068a9bef78bd3bfd74"),
+        ),
+        (
+            1,
+            b256!("0xb5d4d1df10388bbc208778ff02310db98fdaa68efed0b2068a9bef78bd3bfd74"),
+        ),
+        (
+            1024,
+            b256!("0x8067fe24dad927632e32dcaf9b7958a5f301cfc4e37f419a08e059290be23370"),
+        ),
+        (
+            1025,
+            b256!("0xf46eb2f2357faa8734ab864f0fe8b91e971cc981f57b9c2e8f492982a94c1d30"),
+        ),
+        (
+            3000,
+            b256!("0xcf55b630f8e0ca396a3a20b1baf2e59ecea9972bc74cf92bc13f23c8388cd4fb"),
+        ),
     ];
     for (n, root) in want {
         assert_eq!(tensor_root(&t(n)), root, "n={n}");
     }
     assert_eq!(
         token_ids_root(&[]),
-        b256!("0xb5d4d1df10388bbc208778ff02310db98fdaa68efed0b2068a9bef78bd3bfd74")
+        b256!("0x15e7795a60923ebf32d756a47c20c43b99c1781458e8ac12818f0f50672f8843")
     );
     assert_eq!(
         token_ids_root(&[1, 2, 3]),
-        b256!("0x1329a47f86b09c91261e920515a42dc32b02f35b046fa420a2bdab88f7e46a39")
+        b256!("0xf870b5015b4d7dcad3e1cc4226ffd6b64e93bcf2d37a35f893c9c9a35e80aacd")
     );
     assert_eq!(
         trace_leaf(5, keccak256("desc"), keccak256("out")),
@@ -96,30 +135,44 @@ fn params_vectors() {
 #[test]
 fn leaf_signature_and_batch_vectors() {
     let key = key();
-    assert_eq!(Address::from_public_key(key.verifying_key()), leaf().executor);
+    assert_eq!(
+        Address::from_public_key(key.verifying_key()),
+        leaf().executor
+    );
     let domain = leaf_domain(31337, ROLLUP);
     assert_eq!(
         domain.separator(),
         b256!("0x520be9f5f89679a05096276b0bde6007ea05269ccd680cb2fffc615ef0d6ab69")
     );
     let leaf = leaf();
-    assert_eq!(leaf.hash(), b256!("0x39cced1ec71c4990a5426b427d2e4a413abcbe9b7ed16760cf88991875458f6e"));
+    assert_eq!(
+        leaf.hash(),
+        b256!("0xe835f456851fa62d28f6f66ba72e34b1cc35554d3ca863d6e986d2342e644885")
+    );
     assert_eq!(
         signing_hash(&leaf, &domain),
-        b256!("0x34f15fff86d099ba06109e208030ec3d3c86919c339e9c3914e60bfec2dc4829")
+        b256!("0x874cb9e1f83defb47d9ddf8611b05e1ab0b2d6db664e136eef5d4a7aedbb96b4")
     );
     let sig = sign_leaf(&leaf, &domain, &key).expect("signs");
     assert_eq!(
         sig.as_bytes()[..],
-        hex!("475db1776328bce111213a6c2984de6dd9068e6a3ba16696018704c8d5eb1152141607ee6e8fb1d5ad20d8903a5baa434c471604d89582cd790fd4478ca4d2801b")[..]
+        hex!(
+            "aa681133e6158910d96862c26e01e7d22c53e87c9344e304ddb4a199ce508a605bb2412404f82a136f553bbc38a10c96a6c967c2b1fce3a7e67e8543e19ed45b1c"
+        )[..]
     );
-    assert_eq!(sig.recover(&leaf, &domain).expect("recovers"), leaf.executor);
+    assert_eq!(
+        sig.recover(&leaf, &domain).expect("recovers"),
+        leaf.executor
+    );
 
     let root = batch_root(&[leaf.hash(), keccak256("x")]);
-    assert_eq!(root, b256!("0xf55f14c18121d97f385e256dc2f9b4706cb7340da05f2fdb2018c34d74ffbd21"));
+    assert_eq!(
+        root,
+        b256!("0xdd6a751a7267a7eb915f8c6e3a6699099db006492862f402148b52c1751a4cff")
+    );
     assert_eq!(
         next_state_root(GENESIS_STATE_ROOT, root),
-        b256!("0xebe3034fc5007aa9489ca89e104fdd46b1e32d1a9c576370adaa90d8e8b808fa")
+        b256!("0x95609d4a8feb9d1cf9e9a5d12c7225e390da2d631a4af045c758e01f1866c1bd")
     );
 }
 
@@ -154,8 +207,10 @@ address executor)",
 
     let mut dom = Vec::new();
     dom.extend_from_slice(
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
-            .as_slice(),
+        keccak256(
+            "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
+        )
+        .as_slice(),
     );
     dom.extend_from_slice(keccak256("verinfer").as_slice());
     dom.extend_from_slice(keccak256("1").as_slice());

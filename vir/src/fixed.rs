@@ -4,10 +4,14 @@
 /// Floor of `v · 2^k` for any `k` (right shifts are arithmetic = floor, like EVM `SAR`), saturated to i64.
 pub fn shift(v: i64, k: i32) -> i64 {
     if k <= 0 {
-        v >> (-k).min(63)
+        v >> k.unsigned_abs().min(63)
+    } else if v == 0 {
+        0
+    } else if k >= 64 {
+        if v > 0 { i64::MAX } else { i64::MIN }
     } else {
-        let wide = i128::from(v) << k.min(100);
-        wide.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+        // |v| < 2^63 and k < 64, so the product fits i128.
+        (i128::from(v) << k).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 }
 
@@ -41,8 +45,9 @@ pub fn isqrt(n: u64) -> u64 {
 /// `sign(n) · floor(|n| / d)`.
 pub fn div_trunc(n: i64, d: i64) -> i64 {
     debug_assert!(d > 0);
-    let q = (n.unsigned_abs() / d as u64) as i64;
-    if n < 0 { -q } else { q }
+    let q = i128::from(n.unsigned_abs() / d as u64);
+    // |q| ≤ 2^63 and the result is ≥ i64::MIN, so the narrowing is exact.
+    (if n < 0 { -q } else { q }) as i64
 }
 
 /// Width of int16 quantized values: magnitudes are normalized into `[2^14, 2^15)`.
@@ -82,7 +87,7 @@ impl QVec {
 }
 
 /// Dynamic quantization: each group of `group` values (real = v · 2^exp_in) is shifted by
-/// `s = quant_shift(max |v|)` so its largest magnitude lands in `[2^14, 2^15)`; the group exponent is `exp_in + s`.
+/// `s = quant_shift(max |v|)` so its largest magnitude lands in `[2^14, 2^15]` (2^15 only as −2^15); the group exponent is `exp_in + s`.
 /// Values: `floor(v · 2^-s)`, which always fits i16 (see docs/vir.md).
 pub fn quantize(values: &[i64], group: usize, exp_in: i32) -> QVec {
     let mut out = QVec {

@@ -7,7 +7,9 @@ use crate::ops::{self, ACT_FRAC, ATTN_CHUNK, AttnShape, RESIDUAL_FRAC, TOPP_ROUN
 use crate::program::{HeadOp, LayerOp, OpDescriptor, OpKind, Program};
 use crate::sampling;
 use alloy_primitives::B256;
-use protocol::{FinishReason, ParamsError, SamplingParams, TensorHasher, TraceBuilder, TraceCommitment};
+use protocol::{
+    FinishReason, ParamsError, SamplingParams, TensorHasher, TraceBuilder, TraceCommitment,
+};
 use thiserror::Error;
 
 /// A borrowed op output.
@@ -94,7 +96,11 @@ pub enum RunError {
         "prompt of {prompt} tokens plus max_tokens {max_tokens} exceeds the context length {context}; \
          shorten the prompt or lower max_tokens"
     )]
-    ContextExceeded { prompt: usize, max_tokens: u32, context: usize },
+    ContextExceeded {
+        prompt: usize,
+        max_tokens: u32,
+        context: usize,
+    },
     #[error(transparent)]
     Params(#[from] ParamsError),
 }
@@ -108,32 +114,45 @@ pub struct Generation {
 }
 
 /// Checks a request against the model before running it.
-pub fn validate_request(model: &IntModel, prompt: &[u32], params: &SamplingParams) -> Result<(), RunError> {
+pub fn validate_request(
+    model: &IntModel,
+    prompt: &[u32],
+    params: &SamplingParams,
+) -> Result<(), RunError> {
     params.validate()?;
     if prompt.is_empty() {
         return Err(RunError::EmptyPrompt);
     }
     let vocab = model.config.vocab_size;
-    if let Some((index, &id)) = prompt.iter().enumerate().find(|(_, id)| **id as usize >= vocab) {
+    if let Some((index, &id)) = prompt
+        .iter()
+        .enumerate()
+        .find(|(_, id)| **id as usize >= vocab)
+    {
         return Err(RunError::TokenOutOfRange { index, id, vocab });
     }
     let context = model.config.context_length;
     if prompt.len() as u64 + u64::from(params.max_tokens) > context as u64 {
-        return Err(RunError::ContextExceeded { prompt: prompt.len(), max_tokens: params.max_tokens, context });
+        return Err(RunError::ContextExceeded {
+            prompt: prompt.len(),
+            max_tokens: params.max_tokens,
+            context,
+        });
     }
     Ok(())
 }
 
-/// Runs a request to completion, streaming each token to `on_token`.
+/// Runs a request to completion, streaming each token to `on_token`. Generation ends on one of the model's
+/// committed stop ids or after `max_tokens`.
 pub fn generate(
     model: &IntModel,
     prompt: &[u32],
     params: &SamplingParams,
-    stop_ids: &[u32],
     sink: &mut dyn TraceSink,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Generation, RunError> {
     validate_request(model, prompt, params)?;
+    let stop_ids = &model.stop_ids;
     let key = params.sampling_key();
     let mut session = Session::new(model, prompt.len(), sink);
     let mut h = Vec::new();
@@ -146,10 +165,16 @@ pub fn generate(
         tokens.push(next);
         on_token(next);
         if stop_ids.contains(&next) {
-            return Ok(Generation { tokens, finish_reason: FinishReason::Stop });
+            return Ok(Generation {
+                tokens,
+                finish_reason: FinishReason::Stop,
+            });
         }
         if tokens.len() >= params.max_tokens as usize {
-            return Ok(Generation { tokens, finish_reason: FinishReason::Length });
+            return Ok(Generation {
+                tokens,
+                finish_reason: FinishReason::Length,
+            });
         }
         h = session.body(next);
     }
@@ -160,10 +185,9 @@ pub fn generate_committed(
     model: &IntModel,
     prompt: &[u32],
     params: &SamplingParams,
-    stop_ids: &[u32],
 ) -> Result<(Generation, TraceCommitment), RunError> {
     let mut committer = TraceCommitter::default();
-    let generation = generate(model, prompt, params, stop_ids, &mut committer, &mut |_| {})?;
+    let generation = generate(model, prompt, params, &mut committer, &mut |_| {})?;
     Ok((generation, committer.finish()))
 }
 
@@ -199,7 +223,11 @@ impl<'m, 's> Session<'m, 's> {
 
     fn emit(&mut self, pos: usize, kind: OpKind, out: TensorView<'_>) {
         let desc = self.program.describe(self.next_index, pos as u64, kind);
-        debug_assert_eq!(self.program.index_of(pos as u64, kind), self.next_index, "{kind:?} at {pos}");
+        debug_assert_eq!(
+            self.program.index_of(pos as u64, kind),
+            self.next_index,
+            "{kind:?} at {pos}"
+        );
         debug_assert_eq!(desc.out_len as usize, out.len(), "{kind:?} output length");
         self.sink.record(&desc, out);
         self.next_index += 1;
@@ -231,8 +259,12 @@ impl<'m, 's> Session<'m, 's> {
             self.keys[l].push(kr);
             self.values[l].push(v);
 
-            let shape =
-                AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, n_pos: pos + 1 };
+            let shape = AttnShape {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                n_pos: pos + 1,
+            };
             let keys: Vec<&[i32]> = self.keys[l].iter().map(Vec::as_slice).collect();
             let scores = ops::attn_scores(&qr, &keys, shape, m.params.score_scale);
             let cmax = ops::chunk_max(&scores, c.n_heads, ATTN_CHUNK);
@@ -305,9 +337,17 @@ impl<'m, 's> Session<'m, 's> {
         let mut tau = 0i64;
         for round in 0..TOPP_ROUNDS {
             let sums = ops::masked_chunk_sum(&e, ops::topp_candidate(tau, round), VOCAB_CHUNK);
-            self.emit(pos, hk(HeadOp::TopPChunkSum(round as u8)), TensorView::I64(&sums));
+            self.emit(
+                pos,
+                hk(HeadOp::TopPChunkSum(round as u8)),
+                TensorView::I64(&sums),
+            );
             tau = ops::topp_step(&sums, tau, round, sum[1]);
-            self.emit(pos, hk(HeadOp::TopPStep(round as u8)), TensorView::I64(&[tau]));
+            self.emit(
+                pos,
+                hk(HeadOp::TopPStep(round as u8)),
+                TensorView::I64(&[tau]),
+            );
         }
         let kept = ops::masked_chunk_sum(&e, tau, VOCAB_CHUNK);
         self.emit(pos, hk(HeadOp::KeptChunkSum), TensorView::I64(&kept));

@@ -5,18 +5,21 @@
 //! * [`ops`] defines every VIR op as an exact integer function, [`interp`] runs programs with them;
 //! * [`float_ref`] is the f32 llama forward used only to measure the integer model.
 
-pub mod fixed;
-pub mod gguf;
+pub mod bundle;
 pub mod config;
+pub mod fixed;
+pub mod float_ref;
+pub mod gguf;
 pub mod interp;
 pub mod model;
 pub mod ops;
 pub mod program;
+pub mod quality;
 pub mod sampling;
+pub mod synthetic;
 pub mod tables;
-pub mod float_ref;
+pub mod tokenizer;
 pub mod weights;
-pub mod tokenizer; // TEMP (tokenizer helper): lead to keep
 
 pub use config::{ConfigError, LlamaConfig};
 pub use model::IntModel;
@@ -33,4 +36,6 @@ pub enum ModelError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Weights(#[from] weights::WeightError),
+    #[error("tokenizer metadata: {0}")]
+    Tokenizer(gguf::GgufError),
 }

@@ -43,7 +43,11 @@ pub fn embed(w: &QuantMatrix, token: u32, out_frac: u32) -> Vec<i32> {
         .map(|i| {
             let b = r * bpr + i / 32;
             let q = i64::from(w.quants[r * cols + i]);
-            let m = if w.kind == QuantKind::Q4_1 { w.mins[b] } else { 0 };
+            let m = if w.kind == QuantKind::Q4_1 {
+                w.mins[b]
+            } else {
+                0
+            };
             clamp_i32(shift(w.scales[b] * q + m, out_frac as i32 - WEIGHT_FRAC))
         })
         .collect()
@@ -54,7 +58,11 @@ pub fn embed(w: &QuantMatrix, token: u32, out_frac: u32) -> Vec<i32> {
 /// `r = max(isqrt(ms), 1)`, `inv = floor(2^48 / r)`, `y = floor(h'·inv·2^-24)`, `z = y·g`, then `quantize(z, d, -40)`.
 pub fn rms_norm(h: &[i32], gamma: &[i64], eps_fx: i64) -> QVec {
     let d = h.len() as i64;
-    let m = h.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
+    let m = h
+        .iter()
+        .map(|v| u64::from(v.unsigned_abs()))
+        .max()
+        .unwrap_or(0);
     let k = if m == 0 { 0 } else { bit_len(m) - 24 };
     let hp: Vec<i64> = h.iter().map(|&v| shift(i64::from(v), -k)).collect();
     let ss: i64 = hp.iter().map(|v| v * v).sum();
@@ -62,13 +70,19 @@ pub fn rms_norm(h: &[i32], gamma: &[i64], eps_fx: i64) -> QVec {
     let ms = ss / d + eps_term;
     let r = (isqrt(ms as u64) as i64).max(1);
     let inv = (1i64 << 48) / r;
-    let z: Vec<i64> = hp.iter().zip(gamma).map(|(&v, &g)| shift(v * inv, -24) * g).collect();
+    let z: Vec<i64> = hp
+        .iter()
+        .zip(gamma)
+        .map(|(&v, &g)| shift(v * inv, -24) * g)
+        .collect();
     quantize(&z, h.len(), NORM_OUT_EXP)
 }
 
 /// Sums of each 32-element block of the input (the `M` term of Q4_1 needs them).
 fn block_sums(x: &[i16]) -> Vec<i64> {
-    x.chunks_exact(32).map(|b| b.iter().map(|&v| i64::from(v)).sum()).collect()
+    x.chunks_exact(32)
+        .map(|b| b.iter().map(|&v| i64::from(v)).sum())
+        .collect()
 }
 
 /// Exact dot product of weight row `r` with int16 `x`: `Σ_b D_b·Σ_j q_j x_j + M_b·Σ_j x_j` (i64).
@@ -77,7 +91,11 @@ pub fn matmul_row_exact(w: &QuantMatrix, r: usize, x: &[i16], xsums: &[i64]) -> 
     let q_row = &w.quants[r * w.cols..(r + 1) * w.cols];
     let mut y = 0i64;
     for (b, (qb, xb)) in q_row.chunks_exact(32).zip(x.chunks_exact(32)).enumerate() {
-        let acc: i32 = qb.iter().zip(xb).map(|(&q, &v)| i32::from(q) * i32::from(v)).sum();
+        let acc: i32 = qb
+            .iter()
+            .zip(xb)
+            .map(|(&q, &v)| i32::from(q) * i32::from(v))
+            .sum();
         y += w.scales[r * bpr + b] * i64::from(acc);
         if w.kind == QuantKind::Q4_1 {
             y += w.mins[r * bpr + b] * xsums[b];
@@ -91,7 +109,10 @@ pub fn matmul(w: &QuantMatrix, x: &QVec, out_frac: u32) -> Vec<i32> {
     let e = x.exps.first().copied().unwrap_or(0);
     let xsums = block_sums(&x.values);
     let k = e - WEIGHT_FRAC + out_frac as i32;
-    (0..w.rows).into_par_iter().map(|r| clamp_i32(shift(matmul_row_exact(w, r, &x.values, &xsums), k))).collect()
+    (0..w.rows)
+        .into_par_iter()
+        .map(|r| clamp_i32(shift(matmul_row_exact(w, r, &x.values, &xsums), k)))
+        .collect()
 }
 
 /// Rotates adjacent pairs `(2i, 2i+1)` of each head by the Q16 (cos, sin) of `rope_row`; results Q16 in i64.
@@ -115,7 +136,10 @@ pub fn rope_quant(q: &[i32], rope_row: &[i32], head_dim: usize) -> QVec {
 
 /// RoPE on the Q16 key, saturated to i32 (the key cache entry).
 pub fn rope(k: &[i32], rope_row: &[i32], head_dim: usize) -> Vec<i32> {
-    rotate(k, rope_row, head_dim).into_iter().map(clamp_i32).collect()
+    rotate(k, rope_row, head_dim)
+        .into_iter()
+        .map(clamp_i32)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -154,7 +178,11 @@ pub fn attn_scores(q: &QVec, keys: &[&[i32]], shape: AttnShape, scale: i64) -> V
         let kv = shape.kv_head(h);
         for key in keys.iter().take(shape.n_pos) {
             let kh = &key[kv * hd..(kv + 1) * hd];
-            let dot: i64 = qh.iter().zip(kh).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum();
+            let dot: i64 = qh
+                .iter()
+                .zip(kh)
+                .map(|(&a, &b)| i64::from(a) * i64::from(b))
+                .sum();
             let a = shift(dot, q.exps[h]).clamp(-(1 << 46), 1 << 46);
             out.push(clamp_i32(shift(a * scale, -16)));
         }
@@ -167,7 +195,10 @@ pub fn chunk_max(x: &[i32], rows: usize, chunk: usize) -> Vec<i32> {
     let n = x.len() / rows.max(1);
     let mut out = Vec::with_capacity(rows * n_chunks(n, chunk));
     for row in x.chunks_exact(n.max(1)).take(rows) {
-        out.extend(row.chunks(chunk).map(|c| c.iter().copied().max().unwrap_or(i32::MIN)));
+        out.extend(
+            row.chunks(chunk)
+                .map(|c| c.iter().copied().max().unwrap_or(i32::MIN)),
+        );
     }
     out
 }
@@ -175,13 +206,20 @@ pub fn chunk_max(x: &[i32], rows: usize, chunk: usize) -> Vec<i32> {
 /// Maximum of each row of `[rows][n]`.
 pub fn row_max(x: &[i32], rows: usize) -> Vec<i32> {
     let n = x.len() / rows.max(1);
-    x.chunks_exact(n.max(1)).take(rows).map(|r| r.iter().copied().max().unwrap_or(i32::MIN)).collect()
+    x.chunks_exact(n.max(1))
+        .take(rows)
+        .map(|r| r.iter().copied().max().unwrap_or(i32::MIN))
+        .collect()
 }
 
 /// `EXP(x)` for a non-negative Q16 difference: `EXP[x >> 6]`, or 0 past the table.
 pub fn exp_lookup(exp_table: &[i32], diff_q16: i64) -> i32 {
     let idx = diff_q16 >> (16 - EXP_INDEX_FRAC);
-    if idx < EXP_LEN as i64 { exp_table[idx as usize] } else { 0 }
+    if idx < EXP_LEN as i64 {
+        exp_table[idx as usize]
+    } else {
+        0
+    }
 }
 
 /// Unnormalized probabilities `e[h][j] = EXP(max[h] - s[h][j])`, Q16 with `EXP(0) = 2^16`.
@@ -190,7 +228,10 @@ pub fn attn_exp(scores: &[i32], max: &[i32], exp_table: &[i32]) -> Vec<i32> {
     scores
         .chunks_exact(n.max(1))
         .zip(max)
-        .flat_map(|(row, &m)| row.iter().map(move |&s| exp_lookup(exp_table, i64::from(m) - i64::from(s))))
+        .flat_map(|(row, &m)| {
+            row.iter()
+                .map(move |&s| exp_lookup(exp_table, i64::from(m) - i64::from(s)))
+        })
         .collect()
 }
 
@@ -199,7 +240,10 @@ pub fn chunk_sum(x: &[i32], rows: usize, chunk: usize) -> Vec<i64> {
     let n = x.len() / rows.max(1);
     let mut out = Vec::with_capacity(rows * n_chunks(n, chunk));
     for row in x.chunks_exact(n.max(1)).take(rows) {
-        out.extend(row.chunks(chunk).map(|c| c.iter().map(|&v| i64::from(v)).sum::<i64>()));
+        out.extend(
+            row.chunks(chunk)
+                .map(|c| c.iter().map(|&v| i64::from(v)).sum::<i64>()),
+        );
     }
     out
 }
@@ -207,7 +251,10 @@ pub fn chunk_sum(x: &[i32], rows: usize, chunk: usize) -> Vec<i64> {
 /// Sums of each row of `[rows][n]`.
 pub fn row_sum(x: &[i64], rows: usize) -> Vec<i64> {
     let n = x.len() / rows.max(1);
-    x.chunks_exact(n.max(1)).take(rows).map(|r| r.iter().sum()).collect()
+    x.chunks_exact(n.max(1))
+        .take(rows)
+        .map(|r| r.iter().sum())
+        .collect()
 }
 
 /// Partial weighted sums `w[h][d][c] = Σ_{j ∈ chunk c} e[h][j] · v_j[kv(h)][d]` (i64).
@@ -247,7 +294,10 @@ pub fn quantize_vec(x: &[i32], frac: u32) -> QVec {
 
 /// `clamp_i32(a + b)`.
 pub fn residual_add(a: &[i32], b: &[i32]) -> Vec<i32> {
-    a.iter().zip(b).map(|(&x, &y)| clamp_i32(i64::from(x) + i64::from(y))).collect()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| clamp_i32(i64::from(x) + i64::from(y)))
+        .collect()
 }
 
 /// `σ(g)` for Q16 `g`: `SIGMOID[clamp((g >> 6) + 2^14, 0, 2^15 - 1)]`, Q16.
@@ -298,13 +348,22 @@ pub fn logit_max(chunk_max: &[i32]) -> [i32; 2] {
 
 /// Unnormalized sampling weights Q16: greedy (temperature 0) puts 2^16 on the argmax and 0 elsewhere; otherwise
 /// `e_i = EXP(floor((max - l_i) · 1000 / temperature_milli))`.
-pub fn sample_exp(logits: &[i32], max: [i32; 2], temperature_milli: u32, exp_table: &[i32]) -> Vec<i32> {
+pub fn sample_exp(
+    logits: &[i32],
+    max: [i32; 2],
+    temperature_milli: u32,
+    exp_table: &[i32],
+) -> Vec<i32> {
     logits
         .iter()
         .enumerate()
         .map(|(i, &l)| {
             if temperature_milli == 0 {
-                if i as i32 == max[1] { PROB_ONE as i32 } else { 0 }
+                if i as i32 == max[1] {
+                    PROB_ONE as i32
+                } else {
+                    0
+                }
             } else {
                 let diff = (i64::from(max[0]) - i64::from(l)) * 1000 / i64::from(temperature_milli);
                 exp_lookup(exp_table, diff)
@@ -315,7 +374,14 @@ pub fn sample_exp(logits: &[i32], max: [i32; 2], temperature_milli: u32, exp_tab
 
 /// Per chunk: the sum of the weights that are `>= threshold` (threshold 0 sums everything).
 pub fn masked_chunk_sum(e: &[i32], threshold: i64, chunk: usize) -> Vec<i64> {
-    e.chunks(chunk).map(|c| c.iter().map(|&v| i64::from(v)).filter(|&v| v >= threshold).sum()).collect()
+    e.chunks(chunk)
+        .map(|c| {
+            c.iter()
+                .map(|&v| i64::from(v))
+                .filter(|&v| v >= threshold)
+                .sum()
+        })
+        .collect()
 }
 
 /// `(L, target)`: the total weight and the top-p mass `ceil(L · top_p_milli / 1000)`.
@@ -337,7 +403,11 @@ pub fn topp_candidate(tau_prev: i64, round: usize) -> i64 {
 /// One binary-search step: keep the candidate when the mass at or above it still reaches the target.
 pub fn topp_step(candidate_chunk_sums: &[i64], tau_prev: i64, round: usize, target: i64) -> i64 {
     let mass: i64 = candidate_chunk_sums.iter().sum();
-    if mass >= target { topp_candidate(tau_prev, round) } else { tau_prev }
+    if mass >= target {
+        topp_candidate(tau_prev, round)
+    } else {
+        tau_prev
+    }
 }
 
 /// Draws `r = floor(u · K / 2^64)` in `[0, K)` from the kept mass `K = Σ kept`, and finds the chunk holding it:

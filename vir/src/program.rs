@@ -100,7 +100,11 @@ impl HeadOp {
             6 => Self::SampleSum,
             s if s < 7 + 2 * TOPP_ROUNDS => {
                 let round = ((s - 7) / 2) as u8;
-                if (s - 7) % 2 == 0 { Self::TopPChunkSum(round) } else { Self::TopPStep(round) }
+                if (s - 7) % 2 == 0 {
+                    Self::TopPChunkSum(round)
+                } else {
+                    Self::TopPStep(round)
+                }
             }
             s if s == 7 + 2 * TOPP_ROUNDS => Self::KeptChunkSum,
             s if s == 8 + 2 * TOPP_ROUNDS => Self::PickChunk,
@@ -215,7 +219,11 @@ impl Program {
     pub fn position_start(&self, pos: u64) -> u64 {
         let body = self.body_ops();
         let p0 = self.first_head_pos();
-        if pos <= p0 { pos * body } else { p0 * body + (pos - p0) * (body + HEAD_OPS as u64) }
+        if pos <= p0 {
+            pos * body
+        } else {
+            p0 * body + (pos - p0) * (body + HEAD_OPS as u64)
+        }
     }
 
     /// Trace index of `kind` at `pos`.
@@ -275,9 +283,12 @@ impl Program {
             OpKind::Embed => (I32, c.d_model, 0),
             OpKind::Layer(_, op) => match op {
                 L::AttnNorm | L::FfnNorm | L::AttnOutQuant => (QVec, c.d_model, 1),
-                L::QProj | L::OProj | L::DownProj | L::AttnResidual | L::FfnResidual | L::AttnOut => {
-                    (I32, c.d_model, 0)
-                }
+                L::QProj
+                | L::OProj
+                | L::DownProj
+                | L::AttnResidual
+                | L::FfnResidual
+                | L::AttnOut => (I32, c.d_model, 0),
                 L::KProj | L::VProj | L::KRope => (I32, c.kv_dim(), 0),
                 L::QRope => (QVec, c.d_model, c.n_heads),
                 L::AttnScores | L::AttnExp => (I32, heads_x_pos, 0),
@@ -294,12 +305,21 @@ impl Program {
                 HeadOp::Logits | HeadOp::SampleExp => (I32, c.vocab_size, 0),
                 HeadOp::LogitChunkMax => (I32, 2 * vocab_chunks, 0),
                 HeadOp::LogitMax => (I32, 2, 0),
-                HeadOp::SampleChunkSum | HeadOp::TopPChunkSum(_) | HeadOp::KeptChunkSum => (I64, vocab_chunks, 0),
+                HeadOp::SampleChunkSum | HeadOp::TopPChunkSum(_) | HeadOp::KeptChunkSum => {
+                    (I64, vocab_chunks, 0)
+                }
                 HeadOp::SampleSum | HeadOp::PickChunk => (I64, 2, 0),
                 HeadOp::TopPStep(_) => (I64, 1, 0),
                 HeadOp::PickToken => (I32, 1, 0),
             },
         };
-        OpDescriptor { index, kind, pos: pos as u32, out_type, out_len: out_len as u32, out_groups: out_groups as u32 }
+        OpDescriptor {
+            index,
+            kind,
+            pos: pos as u32,
+            out_type,
+            out_len: out_len as u32,
+            out_groups: out_groups as u32,
+        }
     }
 }

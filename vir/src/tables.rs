@@ -88,7 +88,9 @@ fn fixed(v: f64) -> i32 {
 }
 
 pub fn exp_table() -> Vec<i32> {
-    (0..EXP_LEN).map(|k| fixed(soft_exp(-(k as f64) / f64::from(1u32 << EXP_INDEX_FRAC)))).collect()
+    (0..EXP_LEN)
+        .map(|k| fixed(soft_exp(-(k as f64) / f64::from(1u32 << EXP_INDEX_FRAC))))
+        .collect()
 }
 
 pub fn sigmoid_table() -> Vec<i32> {
@@ -106,7 +108,9 @@ pub fn sigmoid_table() -> Vec<i32> {
 pub fn rope_table(context: usize, head_dim: usize, base: f64) -> Vec<i32> {
     let pairs = head_dim / 2;
     let ln_base = soft_ln(base);
-    let freqs: Vec<f64> = (0..pairs).map(|i| soft_exp(-(2.0 * i as f64 / head_dim as f64) * ln_base)).collect();
+    let freqs: Vec<f64> = (0..pairs)
+        .map(|i| soft_exp(-(2.0 * i as f64 / head_dim as f64) * ln_base))
+        .collect();
     let mut out = Vec::with_capacity(context * pairs * 2);
     for pos in 0..context {
         for f in &freqs {
@@ -125,14 +129,20 @@ mod tests {
     #[test]
     fn soft_functions_match_libm_closely() {
         for x in [-20.0, -5.5, -1.0, -0.3, 0.0, 0.7, 3.0] {
-            assert!((soft_exp(x) - f64::exp(x)).abs() <= 1e-14 * f64::exp(x).max(1e-300) * 4.0, "{x}");
+            assert!(
+                (soft_exp(x) - f64::exp(x)).abs() <= 1e-14 * f64::exp(x).max(1e-300) * 4.0,
+                "{x}"
+            );
         }
         for x in [1e-3, 0.5, 1.0, 2.0, 10000.0, 100000.0] {
             assert!((soft_ln(x) - f64::ln(x)).abs() < 1e-12, "{x}");
         }
         for x in [0.0, 1.0, 3.0, 100.0, 8191.0] {
             let (s, c) = soft_sin_cos(x);
-            assert!((s - x.sin()).abs() < 1e-11 && (c - x.cos()).abs() < 1e-11, "{x}");
+            assert!(
+                (s - x.sin()).abs() < 1e-11 && (c - x.cos()).abs() < 1e-11,
+                "{x}"
+            );
         }
     }
 

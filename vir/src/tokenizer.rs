@@ -5,6 +5,7 @@
 //! container format. Only byte-level BPE (`tokenizer.ggml.model = "gpt2"`) is supported; the pre-tokenizer is chosen by
 //! `tokenizer.ggml.pre`. Every input problem is a [`TokenizerError`] naming the field or value at fault.
 
+mod gguf;
 mod stream;
 mod template;
 
@@ -61,6 +62,24 @@ pub struct TokenizerSpec {
     pub add_bos: bool,
     /// `tokenizer.chat_template` (Jinja).
     pub chat_template: Option<String>,
+}
+
+impl TokenizerSpec {
+    /// Ids that end generation: the EOS id plus those of [`EXTRA_STOP_TOKENS`] the vocabulary has; sorted.
+    /// They are part of the committed program (the model root), since they decide where a trace ends.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos_id.into_iter().collect();
+        ids.extend(
+            self.tokens
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| EXTRA_STOP_TOKENS.contains(&t.as_str()))
+                .map(|(i, _)| i as u32),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// One chat message as given to the chat template.
@@ -288,14 +307,7 @@ impl Tokenizer {
             missing_bytes[byte as usize] = !token_ids.contains_key(&*ch.encode_utf8(&mut buf));
         }
 
-        let mut stop_ids: Vec<u32> = spec.eos_id.into_iter().collect();
-        stop_ids.extend(
-            EXTRA_STOP_TOKENS
-                .iter()
-                .filter_map(|t| token_ids.get(*t).copied()),
-        );
-        stop_ids.sort_unstable();
-        stop_ids.dedup();
+        let stop_ids = spec.stop_ids();
 
         let token_str = |id: Option<u32>| {
             id.and_then(|id| spec.tokens.get(id as usize))
@@ -368,12 +380,12 @@ impl Tokenizer {
 
     /// User-visible text of `ids`: special (CONTROL) tokens are left out. Partial UTF-8 sequences become U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        decode_ids(&self.inner.hf, ids, true)
+        decode_ids(&self.inner.hf, self.vocab_size(), ids, true)
     }
 
     /// Text of `ids` with special tokens written out (`<|im_start|>user\n...`).
     pub fn decode_with_specials(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        decode_ids(&self.inner.hf, ids, false)
+        decode_ids(&self.inner.hf, self.vocab_size(), ids, false)
     }
 
     /// Number of token ids (`tokenizer.ggml.tokens` length).
@@ -457,12 +469,13 @@ impl Tokenizer {
     }
 }
 
+/// Decodes after checking every id against the vocabulary (the `tokenizers` crate silently skips unknown ids).
 fn decode_ids(
     hf: &tokenizers::Tokenizer,
+    vocab_size: usize,
     ids: &[u32],
     skip_special: bool,
 ) -> Result<String, TokenizerError> {
-    let vocab_size = hf.get_vocab_size(true);
     if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
         return Err(TokenizerError::IdOutOfRange { id, vocab_size });
     }

@@ -147,6 +147,26 @@ impl QuantMatrix {
         out
     }
 
+    /// Checks that no row dot product with int16 inputs can leave i64 (docs/vir.md §MatMul):
+    /// `blocks · (max|D| · 2^24 + max|M| · 2^20) < 2^63` for Q4_1, `blocks · max|D| · 2^27 < 2^63` for Q8_0.
+    pub fn check_accumulator_bound(&self) -> Result<(), WeightError> {
+        let (d, m) = self.max_abs_scale_min();
+        let (d, m, nb) = (d as u128, m as u128, self.blocks_per_row() as u128);
+        let worst = match self.kind {
+            QuantKind::Q4_1 => nb * ((d << 24) + (m << 20)),
+            QuantKind::Q8_0 => nb * (d << 27),
+        };
+        if worst >= 1u128 << 63 {
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "block scales up to {d} units with {nb} blocks per row could overflow the i64 accumulator"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Largest |D| and |M| over all blocks (for the overflow bounds of docs/vir.md).
     pub fn max_abs_scale_min(&self) -> (i64, i64) {
         let max_abs = |v: &[i64]| v.iter().map(|x| x.abs()).max().unwrap_or(0);

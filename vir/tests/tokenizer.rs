@@ -520,9 +520,12 @@ fn tiny_spec_works() {
     assert_eq!(out, "<|im_start|>user\nab<|im_end|>\n");
 }
 
+/// (case name, how to break the spec, text the error must contain)
+type BadSpec = (&'static str, Box<dyn Fn(&mut TokenizerSpec)>, &'static str);
+
 #[test]
 fn spec_validation_errors_name_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut TokenizerSpec)>, &str)> = vec![
+    let cases: Vec<BadSpec> = vec![
         (
             "model",
             Box::new(|s| s.model = "llama".into()),
@@ -706,4 +709,34 @@ fn render_errors_and_strftime() {
     );
     assert_eq!(human.len(), 11, "{out}");
     assert!(human.ends_with(&iso[..4]), "{out}");
+}
+
+#[test]
+fn tokenizer_is_send_sync_and_cheap_to_share() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Tokenizer>();
+    fn assert_send<T: Send>() {}
+    assert_send::<verinfer_vir::tokenizer::StreamDecoder>();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any text either round-trips exactly (also through the stream decoder) or is rejected for a byte the
+    /// vocabulary cannot represent; nothing is silently dropped.
+    #[test]
+    fn arbitrary_text_round_trips_or_is_rejected(text in "(?s).{0,40}|[ \t\r\n0-9a-zA-Zé日本👍🏽\u{200d}]{0,40}") {
+        let tok = smollm2();
+        match tok.encode(&text) {
+            Ok(ids) => {
+                proptest::prop_assert_eq!(tok.decode_with_specials(&ids).unwrap(), text.clone());
+                let (streamed, _) = stream(tok, &ids);
+                proptest::prop_assert_eq!(streamed, tok.decode(&ids).unwrap());
+            }
+            Err(TokenizerError::UnrepresentableByte { byte, offset }) => {
+                proptest::prop_assert_eq!(text.as_bytes()[offset], byte);
+            }
+            Err(e) => proptest::prop_assert!(false, "unexpected error {e}"),
+        }
+    }
 }

@@ -49,8 +49,13 @@ impl StreamDecoder {
             });
         }
         self.ids.push(id);
-        let prefix = decode_ids(&self.hf, &self.ids[..self.read_offset], true)?;
-        let full = decode_ids(&self.hf, &self.ids, true)?;
+        let prefix = decode_ids(
+            &self.hf,
+            self.vocab_size,
+            &self.ids[..self.read_offset],
+            true,
+        )?;
+        let full = decode_ids(&self.hf, self.vocab_size, &self.ids, true)?;
         if full.len() <= prefix.len() || full.ends_with(char::REPLACEMENT_CHARACTER) {
             return Ok(None);
         }
@@ -59,7 +64,7 @@ impl StreamDecoder {
             return Ok(None);
         };
         let piece = piece.to_string();
-        // The new text is complete: the ids not yet emitted become the next context.
+        // Drop the old context; the ids just emitted become the context for the next piece.
         self.ids.drain(..self.read_offset);
         self.read_offset = self.ids.len();
         Ok(Some(piece))
@@ -67,8 +72,13 @@ impl StreamDecoder {
 
     /// Emits whatever is still held back (an incomplete character decodes as U+FFFD) and resets the decoder.
     pub fn finish(&mut self) -> Result<Option<String>, TokenizerError> {
-        let prefix = decode_ids(&self.hf, &self.ids[..self.read_offset], true)?;
-        let full = decode_ids(&self.hf, &self.ids, true)?;
+        let prefix = decode_ids(
+            &self.hf,
+            self.vocab_size,
+            &self.ids[..self.read_offset],
+            true,
+        )?;
+        let full = decode_ids(&self.hf, self.vocab_size, &self.ids, true)?;
         self.ids.clear();
         self.read_offset = 0;
         let piece = match full.strip_prefix(prefix.as_str()) {
