@@ -36,7 +36,7 @@ impl ModelRef {
                     .context("fetching the SmolLM2 model")?;
                 GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))
             }
-            Self::Tiny => Ok(GgufFile::parse(synthetic_gguf(&SyntheticSpec::tiny()))?),
+            Self::Tiny => Ok(GgufFile::parse(synthetic_gguf(&SyntheticSpec::tiny())?)?),
             Self::Path(p) => {
                 GgufFile::open(p).with_context(|| format!("reading model file {}", p.display()))
             }
