@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use verinfer_vir::gguf::{GgufFile, MetaValue};
+use verinfer_vir::gguf::GgufFile;
 use verinfer_vir::tokenizer::{ChatMessage, Tokenizer, TokenizerError, TokenizerSpec};
 
 const FIXTURE: &str = include_str!("fixtures/smollm2_tokenizer_reference.json");
@@ -76,72 +76,6 @@ fn gguf_path() -> PathBuf {
     path
 }
 
-/// GGUF metadata → [`TokenizerSpec`]. Stand-in until the model loader provides this glue; replace it then.
-fn spec_from_gguf(file: &GgufFile) -> TokenizerSpec {
-    let strings = |key: &str| -> Vec<String> {
-        match file.metadata.get(key) {
-            None => Vec::new(),
-            Some(v) => v
-                .as_array()
-                .unwrap_or_else(|| panic!("{key} is not an array"))
-                .iter()
-                .map(|s| {
-                    s.as_str()
-                        .unwrap_or_else(|| panic!("{key} has a non-string element"))
-                        .to_string()
-                })
-                .collect(),
-        }
-    };
-    let id = |key: &str| -> Option<u32> {
-        file.metadata.get(key).map(|v| {
-            let n = v
-                .as_u64()
-                .unwrap_or_else(|| panic!("{key} is not an integer"));
-            u32::try_from(n).unwrap_or_else(|_| panic!("{key} = {n} does not fit u32"))
-        })
-    };
-    let token_types = match file.metadata.get("tokenizer.ggml.token_type") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .expect("tokenizer.ggml.token_type is an array")
-            .iter()
-            .map(|t| match t {
-                MetaValue::I32(t) => *t,
-                other => panic!("token_type element {other:?} is not i32"),
-            })
-            .collect(),
-    };
-    TokenizerSpec {
-        model: file
-            .meta_str("tokenizer.ggml.model")
-            .expect("tokenizer.ggml.model")
-            .to_string(),
-        pre: file
-            .metadata
-            .get("tokenizer.ggml.pre")
-            .and_then(MetaValue::as_str)
-            .map(str::to_string),
-        tokens: strings("tokenizer.ggml.tokens"),
-        merges: strings("tokenizer.ggml.merges"),
-        token_types,
-        bos_id: id("tokenizer.ggml.bos_token_id"),
-        eos_id: id("tokenizer.ggml.eos_token_id"),
-        unk_id: id("tokenizer.ggml.unknown_token_id"),
-        pad_id: id("tokenizer.ggml.padding_token_id"),
-        add_bos: file
-            .metadata
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(MetaValue::as_bool)
-            .unwrap_or(false),
-        chat_template: file
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(MetaValue::as_str)
-            .map(str::to_string),
-    }
-}
 
 fn smollm2_spec() -> &'static TokenizerSpec {
     static SPEC: OnceLock<TokenizerSpec> = OnceLock::new();
@@ -149,7 +83,7 @@ fn smollm2_spec() -> &'static TokenizerSpec {
         let path = gguf_path();
         let file =
             GgufFile::open(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        spec_from_gguf(&file)
+        TokenizerSpec::from_gguf(&file).expect("tokenizer metadata reads")
     })
 }
 
