@@ -103,11 +103,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             let mut stdout = std::io::stdout();
             let stream_text = !args.json;
             let gen_result = generate(&bundle.model, &prompt, &params, &mut committer, &mut |id| {
-                if stream_text && !stop_ids.contains(&id) {
-                    if let Ok(Some(piece)) = stream.push(id) {
-                        let _ = write!(stdout, "{piece}");
-                        let _ = stdout.flush();
-                    }
+                if stream_text
+                    && !stop_ids.contains(&id)
+                    && let Ok(Some(piece)) = stream.push(id)
+                {
+                    let _ = write!(stdout, "{piece}");
+                    let _ = stdout.flush();
                 }
             });
             let generation = gen_result?;

@@ -75,7 +75,7 @@ impl LlamaConfig {
             d_ff: u("feed_forward_length")?,
             n_heads,
             n_kv_heads,
-            head_dim: if n_heads == 0 { 0 } else { d_model / n_heads },
+            head_dim: d_model.checked_div(n_heads).unwrap_or(0),
             vocab_size,
             context_length: u("context_length")?.min(MAX_CONTEXT),
             rope_base: file.meta_f64("llama.rope.freq_base").unwrap_or(10_000.0),
@@ -91,35 +91,35 @@ impl LlamaConfig {
         if self.n_layers == 0 || self.n_layers > 256 {
             return Err(invalid("block_count", self.n_layers, "must be in 1..=256"));
         }
-        if self.d_model == 0 || self.d_model > MAX_DIM || self.d_model % 32 != 0 {
+        if self.d_model == 0 || self.d_model > MAX_DIM || !self.d_model.is_multiple_of(32) {
             return Err(invalid(
                 "embedding_length",
                 self.d_model,
                 format!("must be a multiple of 32 up to {MAX_DIM}"),
             ));
         }
-        if self.d_ff == 0 || self.d_ff > 4 * MAX_DIM || self.d_ff % 32 != 0 {
+        if self.d_ff == 0 || self.d_ff > 4 * MAX_DIM || !self.d_ff.is_multiple_of(32) {
             return Err(invalid(
                 "feed_forward_length",
                 self.d_ff,
                 "must be a multiple of 32 up to 32768",
             ));
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(invalid(
                 "attention.head_count",
                 self.n_heads,
                 "must divide embedding_length",
             ));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(invalid(
                 "attention.head_count_kv",
                 self.n_kv_heads,
                 "must divide attention.head_count",
             ));
         }
-        if self.head_dim % 2 != 0 || self.head_dim > 256 {
+        if !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
             return Err(invalid(
                 "head_dim",
                 self.head_dim,

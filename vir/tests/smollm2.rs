@@ -16,11 +16,19 @@ use verinfer_vir::tokenizer::ChatMessage;
 const FRANCE_IDS: [u32; 8] = [504, 3575, 282, 4649, 314, 7042, 30, 2];
 
 fn gguf_path() -> PathBuf {
-    let path = std::env::var_os("VERINFER_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/verinfer/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(path.exists(), "{} is missing: run `scripts/fetch-model` (CI does) or set VERINFER_SMOLLM2_GGUF", path.display());
+    let path = std::env::var_os("VERINFER_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/verinfer/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/fetch-model` (CI does) or set VERINFER_SMOLLM2_GGUF",
+        path.display()
+    );
     path
 }
 
@@ -42,8 +50,21 @@ fn file_facts_match_the_gguf_reference_reader() {
     let count = |ty: &str| f.tensors.iter().filter(|t| t.ty.name() == ty).count();
     assert_eq!((count("Q4_1"), count("F32"), count("Q8_0")), (210, 61, 1));
     let c = &bundle().model.config;
-    assert_eq!((c.n_layers, c.d_model, c.d_ff, c.n_heads, c.n_kv_heads, c.head_dim), (30, 576, 1536, 9, 3, 64));
-    assert_eq!((c.vocab_size, c.context_length, c.rope_base, c.tied_output), (49152, 8192, 100000.0, true));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.d_model,
+            c.d_ff,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim
+        ),
+        (30, 576, 1536, 9, 3, 64)
+    );
+    assert_eq!(
+        (c.vocab_size, c.context_length, c.rope_base, c.tied_output),
+        (49152, 8192, 100000.0, true)
+    );
     assert_eq!(bundle().model.stop_ids, vec![0, 2]);
 }
 
@@ -51,11 +72,23 @@ fn file_facts_match_the_gguf_reference_reader() {
 fn integer_model_answers_the_capital_of_france_like_the_float_references() {
     let prompt = france_prompt();
     assert_eq!(prompt.len(), 37);
-    let params = SamplingParams { max_tokens: 16, temperature_milli: 0, top_p_milli: 1000, seed: 0, choice_index: 0 };
+    let params = SamplingParams {
+        max_tokens: 16,
+        temperature_milli: 0,
+        top_p_milli: 1000,
+        seed: 0,
+        choice_index: 0,
+    };
     let (g, trace) = generate_committed(&bundle().model, &prompt, &params).expect("runs");
     assert_eq!(g.tokens, FRANCE_IDS);
-    assert_eq!(bundle().tokenizer.decode(&g.tokens).expect("decodes"), "The capital of France is Paris.");
-    assert_eq!(trace.op_count, Program::new(bundle().model.config.clone(), 37).op_count(FRANCE_IDS.len()));
+    assert_eq!(
+        bundle().tokenizer.decode(&g.tokens).expect("decodes"),
+        "The capital of France is Paris."
+    );
+    assert_eq!(
+        trace.op_count,
+        Program::new(bundle().model.config.clone(), 37).op_count(FRANCE_IDS.len())
+    );
     // Deterministic: a second run commits the same trace.
     let (_, again) = generate_committed(&bundle().model, &prompt, &params).expect("runs");
     assert_eq!(again, trace);
@@ -71,11 +104,27 @@ fn float_reference_gives_the_golden_ids() {
 #[test]
 fn sampled_generation_is_reproducible_and_seed_dependent() {
     let prompt = france_prompt();
-    let p = |seed| SamplingParams { max_tokens: 6, temperature_milli: 1000, top_p_milli: 950, seed, choice_index: 0 };
+    let p = |seed| SamplingParams {
+        max_tokens: 6,
+        temperature_milli: 1000,
+        top_p_milli: 950,
+        seed,
+        choice_index: 0,
+    };
     let (a, ta) = generate_committed(&bundle().model, &prompt, &p(11)).expect("runs");
     let (b, tb) = generate_committed(&bundle().model, &prompt, &p(11)).expect("runs");
     assert_eq!((a.clone(), ta), (b, tb));
-    let others: Vec<Vec<u32>> =
-        (12..15).map(|s| generate_committed(&bundle().model, &prompt, &p(s)).expect("runs").0.tokens).collect();
-    assert!(others.iter().any(|o| *o != a.tokens), "three other seeds all reproduced {:?}", a.tokens);
+    let others: Vec<Vec<u32>> = (12..15)
+        .map(|s| {
+            generate_committed(&bundle().model, &prompt, &p(s))
+                .expect("runs")
+                .0
+                .tokens
+        })
+        .collect();
+    assert!(
+        others.iter().any(|o| *o != a.tokens),
+        "three other seeds all reproduced {:?}",
+        a.tokens
+    );
 }

@@ -76,7 +76,6 @@ fn gguf_path() -> PathBuf {
     path
 }
 
-
 fn smollm2_spec() -> &'static TokenizerSpec {
     static SPEC: OnceLock<TokenizerSpec> = OnceLock::new();
     SPEC.get_or_init(|| {
