@@ -332,15 +332,7 @@ pub fn synthetic_gguf(spec: &SyntheticSpec) -> Result<Vec<u8>, SyntheticError> {
             ("attn_v", kvd, d, inv_sqrt(d)),
             ("attn_output", d, d, inv_sqrt(d)),
         ];
-        for (name, rows, cols, std) in mats {
-            let m = g.matrix(rows, cols, std);
-            w.tensor(
-                &format!("{p}.{name}.weight"),
-                &dims(rows, cols),
-                TensorType::Q4_1,
-                quantize_q4_1(&m),
-            );
-        }
+        write_q4_1_matrices(&mut g, &mut w, &p, &mats);
         let ffn_norm = g.norm(d);
         w.tensor(
             &format!("{p}.ffn_norm.weight"),
@@ -353,15 +345,7 @@ pub fn synthetic_gguf(spec: &SyntheticSpec) -> Result<Vec<u8>, SyntheticError> {
             ("ffn_up", ff, d, inv_sqrt(d)),
             ("ffn_down", d, ff, 2.0 * inv_sqrt(ff)),
         ];
-        for (name, rows, cols, std) in mats {
-            let m = g.matrix(rows, cols, std);
-            w.tensor(
-                &format!("{p}.{name}.weight"),
-                &dims(rows, cols),
-                TensorType::Q4_1,
-                quantize_q4_1(&m),
-            );
-        }
+        write_q4_1_matrices(&mut g, &mut w, &p, &mats);
     }
     let output_norm = g.norm(d);
     w.tensor(
@@ -421,6 +405,24 @@ impl WeightGen {
     /// Norm weights around 1.0 (std 0.1).
     fn norm(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| 1.0 + 0.1 * self.gauss()).collect()
+    }
+}
+
+/// Draws each `(name, rows, cols, std)` matrix of layer prefix `p` and writes it as Q4_1.
+fn write_q4_1_matrices(
+    g: &mut WeightGen,
+    w: &mut GgufWriter,
+    p: &str,
+    mats: &[(&str, usize, usize, f32)],
+) {
+    for &(name, rows, cols, std) in mats {
+        let m = g.matrix(rows, cols, std);
+        w.tensor(
+            &format!("{p}.{name}.weight"),
+            &[cols as u64, rows as u64],
+            TensorType::Q4_1,
+            quantize_q4_1(&m),
+        );
     }
 }
 

@@ -49,13 +49,7 @@ impl StreamDecoder {
             });
         }
         self.ids.push(id);
-        let prefix = decode_ids(
-            &self.hf,
-            self.vocab_size,
-            &self.ids[..self.read_offset],
-            true,
-        )?;
-        let full = decode_ids(&self.hf, self.vocab_size, &self.ids, true)?;
+        let (prefix, full) = self.decode_window()?;
         if full.len() <= prefix.len() || full.ends_with(char::REPLACEMENT_CHARACTER) {
             return Ok(None);
         }
@@ -70,8 +64,8 @@ impl StreamDecoder {
         Ok(Some(piece))
     }
 
-    /// Emits whatever is still held back (an incomplete character decodes as U+FFFD) and resets the decoder.
-    pub fn finish(&mut self) -> Result<Option<String>, TokenizerError> {
+    /// Decodes the already-emitted context and the context plus the held-back ids.
+    fn decode_window(&self) -> Result<(String, String), TokenizerError> {
         let prefix = decode_ids(
             &self.hf,
             self.vocab_size,
@@ -79,6 +73,12 @@ impl StreamDecoder {
             true,
         )?;
         let full = decode_ids(&self.hf, self.vocab_size, &self.ids, true)?;
+        Ok((prefix, full))
+    }
+
+    /// Emits whatever is still held back (an incomplete character decodes as U+FFFD) and resets the decoder.
+    pub fn finish(&mut self) -> Result<Option<String>, TokenizerError> {
+        let (prefix, full) = self.decode_window()?;
         self.ids.clear();
         self.read_offset = 0;
         let piece = match full.strip_prefix(prefix.as_str()) {
