@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {InferenceLeaf, Protocol} from "./Protocol.sol";
+import {IInferenceRollup} from "./IInferenceRollup.sol";
+
+/// @title InferenceRollup
+/// @notice verinfer's L1 anchor: bonded sequencers post batch roots of signed inference results, each batch becomes
+///         final after a challenge window, and a dispute game (set once by the owner) can invalidate single leaves
+///         and slash bonds before that. Consumers call `isFinalized(batchId, leafHash, index, proof)`.
+/// @dev Definitions (leaf hash, Merkle tree, state chain, DA commitment) are docs/protocol.md; the batch data is the
+///      calldata of `postBatch` and its DA commitment is `keccak256(data)` computed here, so a batch can never be
+///      posted with a commitment that does not match its data. Batch ids start at 1; batch `n` carries
+///      `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`, `stateRoot_0 = 0`.
+contract InferenceRollup is IInferenceRollup {
+    // ---------------------------------------------------------------------------------------------------------------
+    // Types
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice The two bonded roles.
+    enum Role {
+        Sequencer,
+        Executor
+    }
+
+    /// @notice Lifecycle of a bond: None (never registered or fully withdrawn), Active, Withdrawing (inactive; the
+    ///         bond stays slashable until `withdraw` after the delay).
+    enum BondStatus {
+        None,
+        Active,
+        Withdrawing
+    }
+
+    /// @notice One bond (one storage slot).
+    struct Bond {
+        uint128 amount;
+        uint64 unlockAt;
+        BondStatus status;
+    }
+
+    /// @notice One posted batch. `batchRoot` and `daCommitment` take a slot each; the rest packs into one.
+    struct Batch {
+        bytes32 batchRoot;
+        bytes32 daCommitment;
+        address sequencer;
+        uint40 postedAt;
+        uint48 leafCount;
+        bool finalized;
+    }
+
+    /// @notice The model parameters the dispute game needs to know op `i` of a request. They are the 18 values of
+    ///         `config_hash` (docs/vir.md §7), in that order; `configHash = keccak256(be8 of each)`.
+    struct ModelConfig {
+        uint64 virVersion;
+        uint64 nLayers;
+        uint64 dModel;
+        uint64 dFf;
+        uint64 nHeads;
+        uint64 nKvHeads;
+        uint64 headDim;
+        uint64 vocabSize;
+        uint64 contextLength;
+        uint64 tiedOutput;
+        uint64 epsFx;
+        uint64 scoreScale;
+        uint64 residualFrac;
+        uint64 actFrac;
+        uint64 attnChunk;
+        uint64 vocabChunk;
+        uint64 toppRounds;
+        uint64 tableFrac;
+    }
+
+    /// @notice A registered model.
+    struct Model {
+        bytes32 configHash;
+        ModelConfig config;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Events
+    // ---------------------------------------------------------------------------------------------------------------
+
+    event SequencerRegistered(address indexed sequencer, uint256 bond);
+    event ExecutorRegistered(address indexed executor, uint256 bond);
+    /// @notice Any change of a bond amount (register, top-up, slash, withdraw); `bond` is the new amount.
+    event BondChanged(Role indexed role, address indexed who, uint256 bond);
+    event WithdrawalRequested(Role indexed role, address indexed who, uint256 amount, uint64 unlockAt);
+    event Withdrawn(Role indexed role, address indexed who, uint256 amount);
+    event ModelRegistered(bytes32 indexed modelRoot, bytes32 configHash, uint64 nLayers, uint64 contextLength);
+    event BatchPosted(
+        uint256 indexed batchId,
+        address indexed sequencer,
+        bytes32 batchRoot,
+        bytes32 daCommitment,
+        uint64 leafCount,
+        bytes32 stateRoot
+    );
+    event BatchFinalized(uint256 indexed batchId, bytes32 batchRoot);
+    event DisputeOpened(uint256 indexed batchId, address indexed executor);
+    event DisputeClosed(uint256 indexed batchId, address indexed executor);
+    event LeafInvalidated(uint256 indexed batchId, uint256 indexed index);
+    /// @notice `slashed` left `offender`'s bond: `burned` went to address(0), `reward` was credited to `beneficiary`.
+    event Slashed(
+        Role indexed role,
+        address indexed offender,
+        uint256 slashed,
+        uint256 burned,
+        address indexed beneficiary,
+        uint256 reward
+    );
+    event CreditClaimed(address indexed who, uint256 amount);
+    event DisputeGameSet(address indexed disputeGame);
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Errors
+    // ---------------------------------------------------------------------------------------------------------------
+
+    error ZeroMinBond();
+    error ZeroChallengeWindow();
+    error WithdrawalDelayShorterThanChallengeWindow(uint64 withdrawalDelay, uint64 challengeWindow);
+    error ZeroAddress();
+    error NotOwner(address caller);
+    error NotDisputeGame(address caller);
+    error DisputeGameAlreadySet(address disputeGame);
+
+    error AlreadyRegistered(Role role, address who);
+    error InsufficientBond(uint256 sent, uint256 required);
+    error BondTooLarge(uint256 amount);
+    error NotRegistered(Role role, address who);
+    error BondWithdrawing(Role role, address who);
+    error ZeroValue();
+    error WithdrawalAlreadyRequested(Role role, address who);
+    error NoWithdrawalRequested(Role role, address who);
+    error WithdrawalNotReady(uint64 unlockAt, uint64 nowTimestamp);
+    error BondLocked(address executor, uint256 openDisputes);
+    error TransferFailed(address to, uint256 amount);
+    error NothingToClaim(address who);
+
+    error ZeroModelRoot();
+    error ModelAlreadyRegistered(bytes32 modelRoot);
+    error InvalidModelConfig(string field);
+    error ConfigNotInModelRoot(bytes32 modelRoot, bytes32 configHash);
+
+    error NotActiveSequencer(address who);
+    error EmptyBatch();
+    error EmptyBatchData();
+    error ZeroBatchRoot();
+    error LeafCountTooLarge(uint64 leafCount, uint64 max);
+    error StaleStateRoot(bytes32 expected, bytes32 current);
+
+    error UnknownBatch(uint256 batchId);
+    error BatchAlreadyFinalized(uint256 batchId);
+    error ChallengeWindowOpen(uint256 batchId, uint256 finalizesAt);
+    error BatchUnderDispute(uint256 batchId, uint256 openDisputes);
+    error ChallengeWindowClosed(uint256 batchId, uint256 closedAt);
+    error LeafIndexOutOfRange(uint256 index, uint256 leafCount);
+    error LeafAlreadyInvalid(uint256 batchId, uint256 index);
+    error NoOpenDispute(uint256 batchId, address executor);
+    error RewardTooLarge(uint256 reward, uint256 max);
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Configuration and state
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Smallest bond with which a sequencer is active.
+    uint256 public immutable minSequencerBond;
+    /// @notice Smallest bond with which an executor is active.
+    uint256 public immutable minExecutorBond;
+    /// @notice Seconds between `requestWithdrawal` and `withdraw`; at least the challenge window.
+    uint64 public immutable withdrawalDelay;
+    /// @notice Seconds after posting before a batch can be finalized; disputes must open inside it.
+    uint64 public immutable challengeWindow;
+
+    /// @notice Largest leaf count of one batch (the count is stored in 48 bits).
+    uint64 public constant MAX_LEAF_COUNT = type(uint48).max;
+
+    /// @notice May register models, set the dispute game once and hand over ownership.
+    address public owner;
+    /// @notice Number of batches posted; the latest batch id.
+    uint64 public batchCount;
+    /// @notice The contract allowed to report disputes, invalidate leaves and slash. Set once.
+    address public disputeGame;
+    /// @notice `stateRoot_{batchCount}`.
+    bytes32 public stateRoot;
+
+    mapping(uint256 batchId => Batch) internal _batches;
+    mapping(Role role => mapping(address who => Bond)) internal _bonds;
+    mapping(bytes32 modelRoot => Model) internal _models;
+    mapping(uint256 batchId => mapping(uint256 index => bool)) public invalidLeaf;
+    /// @notice Open disputes per batch (a batch under dispute cannot be finalized).
+    mapping(uint256 batchId => uint256) public openDisputesOfBatch;
+    /// @notice Open disputes per executor (an executor under dispute cannot withdraw).
+    mapping(address executor => uint256) public openDisputesOfExecutor;
+    /// @notice Slashing rewards waiting to be claimed.
+    mapping(address who => uint256) public credits;
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _;
+    }
+
+    modifier onlyDisputeGame() {
+        if (msg.sender != disputeGame) revert NotDisputeGame(msg.sender);
+        _;
+    }
+
+    constructor(
+        uint256 minSequencerBond_,
+        uint256 minExecutorBond_,
+        uint64 withdrawalDelay_,
+        uint64 challengeWindow_,
+        address owner_
+    ) {
+        if (minSequencerBond_ == 0 || minExecutorBond_ == 0) revert ZeroMinBond();
+        if (challengeWindow_ == 0) revert ZeroChallengeWindow();
+        if (withdrawalDelay_ < challengeWindow_) {
+            revert WithdrawalDelayShorterThanChallengeWindow(withdrawalDelay_, challengeWindow_);
+        }
+        if (owner_ == address(0)) revert ZeroAddress();
+        minSequencerBond = minSequencerBond_;
+        minExecutorBond = minExecutorBond_;
+        withdrawalDelay = withdrawalDelay_;
+        challengeWindow = challengeWindow_;
+        owner = owner_;
+        emit OwnershipTransferred(address(0), owner_);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Owner
+    // ---------------------------------------------------------------------------------------------------------------
+
+    function transferOwnership(address newOwner) external onlyOwner {
+        if (newOwner == address(0)) revert ZeroAddress();
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    /// @notice Sets the dispute game contract. Once only: the game is part of the rollup's security.
+    function setDisputeGame(address game) external onlyOwner {
+        if (game == address(0)) revert ZeroAddress();
+        if (disputeGame != address(0)) revert DisputeGameAlreadySet(disputeGame);
+        disputeGame = game;
+        emit DisputeGameSet(game);
+    }
+
+    /// @notice Registers a model: its root (docs/vir.md §7) and program parameters. `configProof` proves that
+    ///         `configHash(config)` is the last leaf of `modelRoot` (leaf count `9·nLayers + 7`, `+1` when the
+    ///         output matrix is untied), so the parameters are bound to the committed weights.
+    function registerModel(bytes32 modelRoot, ModelConfig calldata config, bytes32[] calldata configProof)
+        external
+        onlyOwner
+    {
+        if (modelRoot == bytes32(0)) revert ZeroModelRoot();
+        if (_models[modelRoot].configHash != bytes32(0)) revert ModelAlreadyRegistered(modelRoot);
+        if (config.virVersion == 0) revert InvalidModelConfig("virVersion");
+        if (config.nLayers == 0) revert InvalidModelConfig("nLayers");
+        if (config.dModel == 0) revert InvalidModelConfig("dModel");
+        if (config.vocabSize == 0) revert InvalidModelConfig("vocabSize");
+        if (config.contextLength == 0) revert InvalidModelConfig("contextLength");
+        if (config.tiedOutput > 1) revert InvalidModelConfig("tiedOutput");
+        bytes32 configHash = configHashOf(config);
+        uint256 leaves = 9 * uint256(config.nLayers) + (config.tiedOutput == 1 ? 7 : 8);
+        if (!Protocol.verifyWithCount(modelRoot, leaves, configHash, leaves - 1, configProof)) {
+            revert ConfigNotInModelRoot(modelRoot, configHash);
+        }
+        Model storage m = _models[modelRoot];
+        m.configHash = configHash;
+        m.config = config;
+        emit ModelRegistered(modelRoot, configHash, config.nLayers, config.contextLength);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Bonds
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Registers the caller as a sequencer with `msg.value` as bond (at least `minSequencerBond`).
+    function registerSequencer() external payable {
+        _register(Role.Sequencer, minSequencerBond);
+        emit SequencerRegistered(msg.sender, msg.value);
+    }
+
+    /// @notice Registers the caller as an executor with `msg.value` as bond (at least `minExecutorBond`).
+    function registerExecutor() external payable {
+        _register(Role.Executor, minExecutorBond);
+        emit ExecutorRegistered(msg.sender, msg.value);
+    }
+
+    /// @notice Adds `msg.value` to the caller's active bond of `role`.
+    function topUp(Role role) external payable {
+        if (msg.value == 0) revert ZeroValue();
+        Bond storage b = _bonds[role][msg.sender];
+        if (b.status == BondStatus.None) revert NotRegistered(role, msg.sender);
+        if (b.status == BondStatus.Withdrawing) revert BondWithdrawing(role, msg.sender);
+        uint256 amount = uint256(b.amount) + msg.value;
+        if (amount > type(uint128).max) revert BondTooLarge(amount);
+        b.amount = uint128(amount);
+        emit BondChanged(role, msg.sender, amount);
+    }
+
+    /// @notice Starts the withdrawal delay of the caller's bond of `role`; the role is inactive from now on.
+    function requestWithdrawal(Role role) external {
+        Bond storage b = _bonds[role][msg.sender];
+        if (b.status == BondStatus.None) revert NotRegistered(role, msg.sender);
+        if (b.status == BondStatus.Withdrawing) revert WithdrawalAlreadyRequested(role, msg.sender);
+        uint64 unlockAt = uint64(block.timestamp) + withdrawalDelay;
+        b.status = BondStatus.Withdrawing;
+        b.unlockAt = unlockAt;
+        emit WithdrawalRequested(role, msg.sender, b.amount, unlockAt);
+    }
+
+    /// @notice Pays out the caller's bond of `role` after the withdrawal delay (and, for an executor, once no
+    ///         dispute against it is open). The registration ends; the caller may register again.
+    function withdraw(Role role) external {
+        Bond memory b = _bonds[role][msg.sender];
+        if (b.status != BondStatus.Withdrawing) revert NoWithdrawalRequested(role, msg.sender);
+        if (block.timestamp < b.unlockAt) revert WithdrawalNotReady(b.unlockAt, uint64(block.timestamp));
+        if (role == Role.Executor) {
+            uint256 open = openDisputesOfExecutor[msg.sender];
+            if (open != 0) revert BondLocked(msg.sender, open);
+        }
+        delete _bonds[role][msg.sender];
+        emit BondChanged(role, msg.sender, 0);
+        emit Withdrawn(role, msg.sender, b.amount);
+        _send(msg.sender, b.amount);
+    }
+
+    /// @notice Pays out the caller's slashing rewards.
+    function claim() external {
+        uint256 amount = credits[msg.sender];
+        if (amount == 0) revert NothingToClaim(msg.sender);
+        credits[msg.sender] = 0;
+        emit CreditClaimed(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Batches
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Posts a batch: `data` is the batch data (docs/protocol.md §6) and its DA commitment is
+    ///         `keccak256(data)`; `batchRoot` is the Merkle root over `leafCount` leaf hashes. `prevStateRoot` must be
+    ///         the current `stateRoot`, so a poster that retries after a crash can never post a batch twice.
+    /// @return batchId The new batch id (`batchCount`).
+    /// @return newStateRoot `keccak256(prevStateRoot ‖ batchRoot)`.
+    function postBatch(bytes calldata data, bytes32 batchRoot, uint64 leafCount, bytes32 prevStateRoot)
+        external
+        returns (uint256 batchId, bytes32 newStateRoot)
+    {
+        if (!isActive(Role.Sequencer, msg.sender)) revert NotActiveSequencer(msg.sender);
+        if (leafCount == 0) revert EmptyBatch();
+        if (leafCount > MAX_LEAF_COUNT) revert LeafCountTooLarge(leafCount, MAX_LEAF_COUNT);
+        if (batchRoot == bytes32(0)) revert ZeroBatchRoot();
+        if (data.length == 0) revert EmptyBatchData();
+        bytes32 current = stateRoot;
+        if (prevStateRoot != current) revert StaleStateRoot(prevStateRoot, current);
+
+        bytes32 daCommitment;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, data.offset, data.length)
+            daCommitment := keccak256(ptr, data.length)
+        }
+        newStateRoot = Protocol.hashPair(current, batchRoot);
+        batchId = uint256(batchCount) + 1;
+
+        batchCount = uint64(batchId);
+        stateRoot = newStateRoot;
+        _batches[batchId] = Batch({
+            batchRoot: batchRoot,
+            daCommitment: daCommitment,
+            sequencer: msg.sender,
+            postedAt: uint40(block.timestamp),
+            leafCount: uint48(leafCount),
+            finalized: false
+        });
+        emit BatchPosted(batchId, msg.sender, batchRoot, daCommitment, leafCount, newStateRoot);
+    }
+
+    /// @notice Finalizes batch `batchId` once its challenge window has passed and no dispute on it is open.
+    ///         Anyone may call it.
+    function finalize(uint256 batchId) external {
+        Batch storage b = _batch(batchId);
+        if (b.finalized) revert BatchAlreadyFinalized(batchId);
+        uint256 windowEnd = uint256(b.postedAt) + challengeWindow;
+        if (block.timestamp < windowEnd) revert ChallengeWindowOpen(batchId, windowEnd);
+        uint256 open = openDisputesOfBatch[batchId];
+        if (open != 0) revert BatchUnderDispute(batchId, open);
+        b.finalized = true;
+        emit BatchFinalized(batchId, b.batchRoot);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Dispute game hooks
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Records a dispute on a leaf of `batchId` signed by `executor`. Only inside the challenge window; while
+    ///         open, the batch cannot be finalized and the executor cannot withdraw.
+    function disputeOpened(uint256 batchId, address executor) external onlyDisputeGame {
+        Batch storage b = _batch(batchId);
+        if (b.finalized) revert BatchAlreadyFinalized(batchId);
+        uint256 closesAt = uint256(b.postedAt) + challengeWindow;
+        if (block.timestamp >= closesAt) revert ChallengeWindowClosed(batchId, closesAt);
+        ++openDisputesOfBatch[batchId];
+        ++openDisputesOfExecutor[executor];
+        emit DisputeOpened(batchId, executor);
+    }
+
+    /// @notice Records the end of a dispute reported with `disputeOpened(batchId, executor)`.
+    function disputeClosed(uint256 batchId, address executor) external onlyDisputeGame {
+        if (openDisputesOfBatch[batchId] == 0 || openDisputesOfExecutor[executor] == 0) {
+            revert NoOpenDispute(batchId, executor);
+        }
+        --openDisputesOfBatch[batchId];
+        --openDisputesOfExecutor[executor];
+        emit DisputeClosed(batchId, executor);
+    }
+
+    /// @notice Marks leaf `index` of batch `batchId` invalid (a proven fraud). Only before the batch is final.
+    function invalidateLeaf(uint256 batchId, uint256 index) external onlyDisputeGame {
+        Batch storage b = _batch(batchId);
+        if (index >= b.leafCount) revert LeafIndexOutOfRange(index, b.leafCount);
+        if (b.finalized) revert BatchAlreadyFinalized(batchId);
+        if (invalidLeaf[batchId][index]) revert LeafAlreadyInvalid(batchId, index);
+        invalidLeaf[batchId][index] = true;
+        emit LeafInvalidated(batchId, index);
+    }
+
+    /// @notice Takes up to `amount` from `offender`'s bond of `role` (active or withdrawing): `reward` (at most half
+    ///         of what was taken) is credited to `beneficiary`, the rest is burned (sent to address(0)).
+    /// @return slashed What was taken (the bond, if smaller than `amount`).
+    function slash(Role role, address offender, uint256 amount, address beneficiary, uint256 reward)
+        external
+        onlyDisputeGame
+        returns (uint256 slashed)
+    {
+        if (beneficiary == address(0) && reward != 0) revert ZeroAddress();
+        Bond storage b = _bonds[role][offender];
+        slashed = amount < b.amount ? amount : b.amount;
+        if (reward > slashed / 2) revert RewardTooLarge(reward, slashed / 2);
+        uint256 burned = slashed - reward;
+        b.amount -= uint128(slashed);
+        credits[beneficiary] += reward;
+        emit BondChanged(role, offender, b.amount);
+        emit Slashed(role, offender, slashed, burned, beneficiary, reward);
+        _send(address(0), burned);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Views
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IInferenceRollup
+    function isFinalized(uint256 batchId, bytes32 leafHash, uint256 index, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        Batch storage b = _batches[batchId];
+        if (!b.finalized || invalidLeaf[batchId][index]) return false;
+        return Protocol.verifyWithCount(b.batchRoot, b.leafCount, leafHash, index, proof);
+    }
+
+    /// @notice Whether `leafHash` is leaf `index` of batch `batchId` (inclusion only; says nothing about finality).
+    function verifyLeaf(uint256 batchId, bytes32 leafHash, uint256 index, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        Batch storage b = _batches[batchId];
+        if (b.leafCount == 0) return false;
+        return Protocol.verifyWithCount(b.batchRoot, b.leafCount, leafHash, index, proof);
+    }
+
+    /// @inheritdoc IInferenceRollup
+    function leafStatus(uint256 batchId, uint256 index) external view returns (LeafStatus) {
+        Batch storage b = _batches[batchId];
+        if (index >= b.leafCount) return LeafStatus.Unknown;
+        if (invalidLeaf[batchId][index]) return LeafStatus.Invalid;
+        return b.finalized ? LeafStatus.Final : LeafStatus.Pending;
+    }
+
+    /// @notice Batch `batchId` (all zero for an unknown id).
+    function getBatch(uint256 batchId) external view returns (Batch memory) {
+        return _batches[batchId];
+    }
+
+    /// @notice When batch `batchId` can be finalized (0 for an unknown id).
+    function finalizesAt(uint256 batchId) external view returns (uint256) {
+        Batch storage b = _batches[batchId];
+        return b.leafCount == 0 ? 0 : uint256(b.postedAt) + challengeWindow;
+    }
+
+    /// @notice The bond of `who` in `role`.
+    function bondOf(Role role, address who) external view returns (Bond memory) {
+        return _bonds[role][who];
+    }
+
+    /// @notice Whether `who` is active in `role`: registered, not withdrawing, bond at least the minimum.
+    function isActive(Role role, address who) public view returns (bool) {
+        Bond storage b = _bonds[role][who];
+        uint256 min = role == Role.Sequencer ? minSequencerBond : minExecutorBond;
+        return b.status == BondStatus.Active && b.amount >= min;
+    }
+
+    /// @notice Registered model `modelRoot` (`configHash` zero when unknown).
+    function getModel(bytes32 modelRoot) external view returns (Model memory) {
+        return _models[modelRoot];
+    }
+
+    /// @notice `keccak256(be8(virVersion) ‖ be8(nLayers) ‖ … ‖ be8(tableFrac))` (docs/vir.md §7).
+    function configHashOf(ModelConfig calldata c) public pure returns (bytes32) {
+        return keccak256(
+            abi.encodePacked(
+                abi.encodePacked(
+                    c.virVersion, c.nLayers, c.dModel, c.dFf, c.nHeads, c.nKvHeads, c.headDim, c.vocabSize, c.contextLength
+                ),
+                abi.encodePacked(
+                    c.tiedOutput, c.epsFx, c.scoreScale, c.residualFrac, c.actFrac, c.attnChunk, c.vocabChunk, c.toppRounds, c.tableFrac
+                )
+            )
+        );
+    }
+
+    /// @inheritdoc IInferenceRollup
+    function hashLeaf(InferenceLeaf calldata leaf) external pure returns (bytes32) {
+        return Protocol.hashLeaf(leaf);
+    }
+
+    /// @notice The EIP-712 domain separator of leaf signatures: ("verinfer", "1", chain id, this contract).
+    function domainSeparator() public view returns (bytes32) {
+        return Protocol.domainSeparator(address(this));
+    }
+
+    /// @notice The EIP-712 digest an executor signs for `leaf`.
+    function leafSigningHash(InferenceLeaf calldata leaf) public view returns (bytes32) {
+        return Protocol.signingHash(domainSeparator(), Protocol.hashLeaf(leaf));
+    }
+
+    /// @notice The signer of `leaf` for a 65-byte `r ‖ s ‖ v` signature (docs/protocol.md §4.3), or address(0) for
+    ///         a non-canonical or unrecoverable signature.
+    function leafSigner(InferenceLeaf calldata leaf, bytes calldata signature) external view returns (address) {
+        return Protocol.recover(leafSigningHash(leaf), signature);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Internal
+    // ---------------------------------------------------------------------------------------------------------------
+
+    function _register(Role role, uint256 min) internal {
+        Bond storage b = _bonds[role][msg.sender];
+        if (b.status != BondStatus.None) revert AlreadyRegistered(role, msg.sender);
+        if (msg.value < min) revert InsufficientBond(msg.value, min);
+        if (msg.value > type(uint128).max) revert BondTooLarge(msg.value);
+        b.amount = uint128(msg.value);
+        b.status = BondStatus.Active;
+        emit BondChanged(role, msg.sender, msg.value);
+    }
+
+    function _batch(uint256 batchId) internal view returns (Batch storage b) {
+        b = _batches[batchId];
+        if (b.leafCount == 0) revert UnknownBatch(batchId);
+    }
+
+    function _send(address to, uint256 amount) internal {
+        if (amount == 0) return;
+        (bool ok,) = payable(to).call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+}

@@ -1,0 +1,98 @@
+//! [`ContractError`]: errors of the typed contract clients, with reverts decoded to the contract's custom errors.
+
+use crate::l1::L1Error;
+use alloy::primitives::{B256, Bytes};
+use alloy::sol_types::{SolCall, SolInterface};
+
+/// An error of a typed contract client; `E` is the contract's custom-error enum (for example
+/// `InferenceRollup::InferenceRollupErrors`).
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError<E: std::fmt::Debug> {
+    /// The contract reverted with one of its custom errors.
+    #[error("contract reverted: {0:?}")]
+    Revert(E),
+    /// Any other chain error (including reverts whose data is not one of `E`).
+    #[error(transparent)]
+    L1(L1Error),
+    /// Return data or a log could not be decoded.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        /// What was decoded.
+        what: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: alloy::sol_types::Error,
+    },
+    /// A successful transaction lacks the event that reports its result.
+    #[error("transaction {tx_hash} emitted no {event} event")]
+    MissingEvent {
+        /// The transaction.
+        tx_hash: B256,
+        /// The expected event.
+        event: &'static str,
+    },
+    /// A contract creation returned no address.
+    #[error("contract creation returned no address")]
+    NoContractAddress,
+    /// A value returned by the contract does not fit the Rust type.
+    #[error("{0} returned by the contract is out of range")]
+    OutOfRange(&'static str),
+    /// No `BatchPosted` event for this batch id.
+    #[error("batch {0} was never posted")]
+    UnknownBatch(u64),
+    /// The transaction that posted a batch is not a direct `postBatch` call to the rollup (its calldata cannot be
+    /// read as the batch data).
+    #[error("batch {batch_id}: transaction {tx_hash} is not a direct postBatch call")]
+    NotPostBatch {
+        /// The batch.
+        batch_id: u64,
+        /// Its posting transaction.
+        tx_hash: B256,
+    },
+    /// The posted data does not hash to the batch's DA commitment.
+    #[error("batch {batch_id}: data hashes to {computed}, DA commitment is {expected}")]
+    DaMismatch {
+        /// The batch.
+        batch_id: u64,
+        /// The commitment in the `BatchPosted` event.
+        expected: B256,
+        /// `keccak256` of the calldata.
+        computed: B256,
+    },
+}
+
+impl<E: SolInterface + std::fmt::Debug> ContractError<E> {
+    /// Decodes a revert into `E` where possible.
+    pub fn from_l1(error: L1Error) -> Self {
+        match error.decode_revert::<E>() {
+            Some(e) => Self::Revert(e),
+            None => Self::L1(error),
+        }
+    }
+
+    /// The custom error, for a revert.
+    pub fn as_revert(&self) -> Option<&E> {
+        match self {
+            Self::Revert(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The raw revert data, for a revert that did not decode into `E`.
+    pub fn undecoded_revert(&self) -> Option<&Bytes> {
+        match self {
+            Self::L1(e) => e.revert_data(),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes the return data of `C`.
+pub(crate) fn decode_returns<C: SolCall, E: std::fmt::Debug>(
+    out: &[u8],
+) -> Result<C::Return, ContractError<E>> {
+    C::abi_decode_returns(out).map_err(|source| ContractError::Decode {
+        what: C::SIGNATURE,
+        source,
+    })
+}

@@ -1,0 +1,736 @@
+//! [`Rollup`]: a typed client of the `InferenceRollup` contract over any [`L1`], with the operations of the
+//! sequencer (post, finalize), executors (bonds), challengers (batches, batch data, events, leaf status) and the
+//! owner (models, dispute game), plus the dispute-game hooks.
+
+use crate::bindings::InferenceRollup::{self, InferenceRollupErrors, InferenceRollupEvents};
+use crate::error::{ContractError, decode_returns};
+use crate::l1::{L1, L1Log, LogFilter, Receipt, TxRequest};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy::sol_types::{SolCall, SolConstructor, SolEvent, SolEventInterface};
+use protocol::{InferenceLeaf, LeafSignature, MerkleProof};
+
+/// Errors of [`Rollup`] operations (reverts decode to [`InferenceRollupErrors`]).
+pub type RollupError = ContractError<InferenceRollupErrors>;
+
+/// A bonded role (`InferenceRollup.Role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Role {
+    /// Posts batches.
+    Sequencer = 0,
+    /// Executes requests and signs leaves.
+    Executor = 1,
+}
+
+/// Lifecycle of a bond (`InferenceRollup.BondStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BondStatus {
+    /// Not registered (or fully withdrawn).
+    None,
+    /// Registered; active while the amount is at least the minimum.
+    Active,
+    /// Withdrawal requested: inactive, still slashable, paid out at `unlock_at`.
+    Withdrawing,
+}
+
+/// Status of one leaf position (`IInferenceRollup.LeafStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeafStatus {
+    /// No such batch or index.
+    Unknown,
+    /// The batch is not final yet.
+    Pending,
+    /// Final and valid.
+    Final,
+    /// Proven wrong by a dispute.
+    Invalid,
+}
+
+/// Constructor parameters of `InferenceRollup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupConfig {
+    /// Smallest active sequencer bond, wei.
+    pub min_sequencer_bond: U256,
+    /// Smallest active executor bond, wei.
+    pub min_executor_bond: U256,
+    /// Seconds from `requestWithdrawal` to `withdraw`; at least `challenge_window`.
+    pub withdrawal_delay: u64,
+    /// Seconds from posting to finality.
+    pub challenge_window: u64,
+    /// Owner (model registration, dispute game).
+    pub owner: Address,
+}
+
+impl RollupConfig {
+    /// Devnet defaults: 1 ETH bonds, a 60 s challenge window and a 120 s withdrawal delay.
+    pub fn devnet(owner: Address) -> Self {
+        let eth = U256::from(10u64).pow(U256::from(18u64));
+        Self {
+            min_sequencer_bond: eth,
+            min_executor_bond: eth,
+            withdrawal_delay: 120,
+            challenge_window: 60,
+            owner,
+        }
+    }
+
+    /// Init code: the contract bytecode followed by the ABI-encoded constructor arguments.
+    pub fn init_code(&self) -> Bytes {
+        let mut code = InferenceRollup::BYTECODE.to_vec();
+        code.extend(
+            InferenceRollup::constructorCall {
+                minSequencerBond_: self.min_sequencer_bond,
+                minExecutorBond_: self.min_executor_bond,
+                withdrawalDelay_: self.withdrawal_delay,
+                challengeWindow_: self.challenge_window,
+                owner_: self.owner,
+            }
+            .abi_encode(),
+        );
+        code.into()
+    }
+}
+
+/// A posted batch as stored by the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Batch id (from 1).
+    pub batch_id: u64,
+    /// Merkle root over the leaf hashes.
+    pub batch_root: B256,
+    /// `keccak256(batch data)`.
+    pub da_commitment: B256,
+    /// Poster.
+    pub sequencer: Address,
+    /// Block timestamp of the post.
+    pub posted_at: u64,
+    /// Number of leaves.
+    pub leaf_count: u64,
+    /// Whether `finalize` succeeded.
+    pub finalized: bool,
+}
+
+/// What [`Rollup::post_batch`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedBatch {
+    /// The new batch id.
+    pub batch_id: u64,
+    /// `stateRoot` after the batch.
+    pub state_root: B256,
+    /// `keccak256(data)` as computed by the contract.
+    pub da_commitment: B256,
+    /// The mined transaction.
+    pub receipt: Receipt,
+}
+
+/// A bond as stored by the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BondInfo {
+    /// Wei bonded.
+    pub amount: U256,
+    /// When a requested withdrawal unlocks (0 when none was requested).
+    pub unlock_at: u64,
+    /// Lifecycle state.
+    pub status: BondStatus,
+}
+
+/// One decoded contract event with its position on the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupEvent {
+    /// Where the log is (block, transaction, index) and its raw form.
+    pub log: L1Log,
+    /// The decoded event.
+    pub event: InferenceRollupEvents,
+}
+
+/// Typed client of one deployed `InferenceRollup`.
+#[derive(Debug, Clone)]
+pub struct Rollup<L> {
+    l1: L,
+    address: Address,
+}
+
+impl<L: L1> Rollup<L> {
+    /// Deploys a new rollup from `l1`'s sender.
+    pub async fn deploy(l1: L, config: &RollupConfig) -> Result<Self, RollupError> {
+        let receipt = l1
+            .send(TxRequest::create(config.init_code()))
+            .await
+            .map_err(ContractError::from_l1)?;
+        let address = receipt
+            .contract_address
+            .ok_or(ContractError::NoContractAddress)?;
+        Ok(Self { l1, address })
+    }
+
+    /// A client of the rollup at `address`.
+    pub fn at(l1: L, address: Address) -> Self {
+        Self { l1, address }
+    }
+
+    /// The contract address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The chain handle.
+    pub fn l1(&self) -> &L {
+        &self.l1
+    }
+
+    /// The same contract through another handle (another sender).
+    pub fn with_l1<M: L1>(&self, l1: M) -> Rollup<M> {
+        Rollup {
+            l1,
+            address: self.address,
+        }
+    }
+
+    async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, RollupError> {
+        let out = self
+            .l1
+            .call(TxRequest::call(self.address, call.abi_encode()))
+            .await
+            .map_err(ContractError::from_l1)?;
+        decode_returns::<C, _>(&out)
+    }
+
+    async fn send<C: SolCall>(&self, call: C, value: U256) -> Result<Receipt, RollupError> {
+        self.l1
+            .send(TxRequest::call(self.address, call.abi_encode()).with_value(value))
+            .await
+            .map_err(ContractError::from_l1)
+    }
+
+    // ---- bonds -------------------------------------------------------------------------------------------------
+
+    /// Registers the sender as a sequencer with `bond` wei.
+    pub async fn register_sequencer(&self, bond: U256) -> Result<Receipt, RollupError> {
+        self.send(InferenceRollup::registerSequencerCall {}, bond)
+            .await
+    }
+
+    /// Registers the sender as an executor with `bond` wei.
+    pub async fn register_executor(&self, bond: U256) -> Result<Receipt, RollupError> {
+        self.send(InferenceRollup::registerExecutorCall {}, bond)
+            .await
+    }
+
+    /// Adds `amount` wei to the sender's active bond of `role`.
+    pub async fn top_up(&self, role: Role, amount: U256) -> Result<Receipt, RollupError> {
+        self.send(InferenceRollup::topUpCall { role: role.into() }, amount)
+            .await
+    }
+
+    /// Starts the withdrawal delay of the sender's bond of `role`.
+    pub async fn request_withdrawal(&self, role: Role) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::requestWithdrawalCall { role: role.into() },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Pays out the sender's bond of `role` after the delay.
+    pub async fn withdraw(&self, role: Role) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::withdrawCall { role: role.into() },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Pays out the sender's slashing rewards.
+    pub async fn claim(&self) -> Result<Receipt, RollupError> {
+        self.send(InferenceRollup::claimCall {}, U256::ZERO).await
+    }
+
+    /// The bond of `who` in `role`.
+    pub async fn bond(&self, role: Role, who: Address) -> Result<BondInfo, RollupError> {
+        let b = self
+            .view(InferenceRollup::bondOfCall {
+                role: role.into(),
+                who,
+            })
+            .await?;
+        Ok(BondInfo {
+            amount: U256::from(b.amount),
+            unlock_at: b.unlockAt,
+            status: match b.status {
+                1 => BondStatus::Active,
+                2 => BondStatus::Withdrawing,
+                _ => BondStatus::None,
+            },
+        })
+    }
+
+    /// Whether `who` is active in `role` (registered, not withdrawing, bond at least the minimum).
+    pub async fn is_active(&self, role: Role, who: Address) -> Result<bool, RollupError> {
+        self.view(InferenceRollup::isActiveCall {
+            role: role.into(),
+            who,
+        })
+        .await
+    }
+
+    /// Unclaimed slashing rewards of `who`.
+    pub async fn credits(&self, who: Address) -> Result<U256, RollupError> {
+        self.view(InferenceRollup::creditsCall { who }).await
+    }
+
+    // ---- owner -------------------------------------------------------------------------------------------------
+
+    /// Registers a model (owner only); `config_proof` proves `config_hash(config)` as the last leaf of `model_root`.
+    pub async fn register_model(
+        &self,
+        model_root: B256,
+        config: InferenceRollup::ModelConfig,
+        config_proof: Vec<B256>,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::registerModelCall {
+                modelRoot: model_root,
+                config,
+                configProof: config_proof,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The registered model `model_root`, if any.
+    pub async fn model(
+        &self,
+        model_root: B256,
+    ) -> Result<Option<InferenceRollup::Model>, RollupError> {
+        let m = self
+            .view(InferenceRollup::getModelCall {
+                modelRoot: model_root,
+            })
+            .await?;
+        Ok((m.configHash != B256::ZERO).then_some(m))
+    }
+
+    /// Sets the dispute game (owner only, once).
+    pub async fn set_dispute_game(&self, game: Address) -> Result<Receipt, RollupError> {
+        self.send(InferenceRollup::setDisputeGameCall { game }, U256::ZERO)
+            .await
+    }
+
+    /// Hands ownership to `new_owner` (owner only).
+    pub async fn transfer_ownership(&self, new_owner: Address) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::transferOwnershipCall {
+                newOwner: new_owner,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The owner.
+    pub async fn owner(&self) -> Result<Address, RollupError> {
+        self.view(InferenceRollup::ownerCall {}).await
+    }
+
+    /// The dispute game (zero until set).
+    pub async fn dispute_game(&self) -> Result<Address, RollupError> {
+        self.view(InferenceRollup::disputeGameCall {}).await
+    }
+
+    /// The constructor parameters, read back from the contract.
+    pub async fn config(&self) -> Result<RollupConfig, RollupError> {
+        Ok(RollupConfig {
+            min_sequencer_bond: self.view(InferenceRollup::minSequencerBondCall {}).await?,
+            min_executor_bond: self.view(InferenceRollup::minExecutorBondCall {}).await?,
+            withdrawal_delay: self.view(InferenceRollup::withdrawalDelayCall {}).await?,
+            challenge_window: self.view(InferenceRollup::challengeWindowCall {}).await?,
+            owner: self.owner().await?,
+        })
+    }
+
+    // ---- batches -----------------------------------------------------------------------------------------------
+
+    /// Posts a batch (active sequencer only). `data` is the encoded batch data (its keccak becomes the DA
+    /// commitment), `prev_state_root` must equal the current [`Self::state_root`].
+    pub async fn post_batch(
+        &self,
+        data: Bytes,
+        batch_root: B256,
+        leaf_count: u64,
+        prev_state_root: B256,
+    ) -> Result<PostedBatch, RollupError> {
+        let receipt = self
+            .send(
+                InferenceRollup::postBatchCall {
+                    data,
+                    batchRoot: batch_root,
+                    leafCount: leaf_count,
+                    prevStateRoot: prev_state_root,
+                },
+                U256::ZERO,
+            )
+            .await?;
+        let posted = receipt
+            .logs
+            .iter()
+            .filter(|l| l.inner.address == self.address)
+            .find_map(|l| InferenceRollup::BatchPosted::decode_log(&l.inner).ok())
+            .ok_or(ContractError::MissingEvent {
+                tx_hash: receipt.tx_hash,
+                event: "BatchPosted",
+            })?;
+        Ok(PostedBatch {
+            batch_id: u64_of(posted.batchId, "batchId")?,
+            state_root: posted.stateRoot,
+            da_commitment: posted.daCommitment,
+            receipt,
+        })
+    }
+
+    /// Finalizes batch `batch_id` (anyone; after the window, with no open dispute).
+    pub async fn finalize(&self, batch_id: u64) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::finalizeCall {
+                batchId: U256::from(batch_id),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Batch `batch_id`, if posted.
+    pub async fn batch(&self, batch_id: u64) -> Result<Option<BatchInfo>, RollupError> {
+        let b = self
+            .view(InferenceRollup::getBatchCall {
+                batchId: U256::from(batch_id),
+            })
+            .await?;
+        let leaf_count: u64 = b.leafCount.to();
+        if leaf_count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(BatchInfo {
+            batch_id,
+            batch_root: b.batchRoot,
+            da_commitment: b.daCommitment,
+            sequencer: b.sequencer,
+            posted_at: b.postedAt.to(),
+            leaf_count,
+            finalized: b.finalized,
+        }))
+    }
+
+    /// When batch `batch_id` can be finalized (`None` for an unknown batch).
+    pub async fn finalizes_at(&self, batch_id: u64) -> Result<Option<u64>, RollupError> {
+        let t = self
+            .view(InferenceRollup::finalizesAtCall {
+                batchId: U256::from(batch_id),
+            })
+            .await?;
+        Ok((!t.is_zero()).then(|| t.saturating_to()))
+    }
+
+    /// Number of batches (the latest batch id).
+    pub async fn batch_count(&self) -> Result<u64, RollupError> {
+        self.view(InferenceRollup::batchCountCall {}).await
+    }
+
+    /// The latest state root.
+    pub async fn state_root(&self) -> Result<B256, RollupError> {
+        self.view(InferenceRollup::stateRootCall {}).await
+    }
+
+    /// The batch data of batch `batch_id`, read back from the calldata of its `postBatch` transaction and checked
+    /// against the DA commitment (what a challenger does instead of trusting the sequencer).
+    pub async fn batch_data(&self, batch_id: u64) -> Result<Bytes, RollupError> {
+        let filter = LogFilter::new(self.address, 0)
+            .event(InferenceRollup::BatchPosted::SIGNATURE_HASH)
+            .topic(1, B256::from(U256::from(batch_id)));
+        let logs = self
+            .l1
+            .logs(&filter)
+            .await
+            .map_err(ContractError::from_l1)?;
+        let log = logs.first().ok_or(ContractError::UnknownBatch(batch_id))?;
+        let posted = InferenceRollup::BatchPosted::decode_log(&log.inner).map_err(|source| {
+            ContractError::Decode {
+                what: "BatchPosted",
+                source,
+            }
+        })?;
+        let tx = self
+            .l1
+            .transaction(log.tx_hash)
+            .await
+            .map_err(ContractError::from_l1)?
+            .ok_or(ContractError::NotPostBatch {
+                batch_id,
+                tx_hash: log.tx_hash,
+            })?;
+        if tx.to != Some(self.address) {
+            return Err(ContractError::NotPostBatch {
+                batch_id,
+                tx_hash: log.tx_hash,
+            });
+        }
+        let call = InferenceRollup::postBatchCall::abi_decode(&tx.input).map_err(|_| {
+            ContractError::NotPostBatch {
+                batch_id,
+                tx_hash: log.tx_hash,
+            }
+        })?;
+        let computed = keccak256(&call.data);
+        if computed != posted.daCommitment {
+            return Err(ContractError::DaMismatch {
+                batch_id,
+                expected: posted.daCommitment,
+                computed,
+            });
+        }
+        Ok(call.data)
+    }
+
+    // ---- leaves ------------------------------------------------------------------------------------------------
+
+    /// Whether `leaf_hash` at `proof.index` of batch `batch_id` is final and valid (the consumer check).
+    pub async fn is_finalized(
+        &self,
+        batch_id: u64,
+        leaf_hash: B256,
+        proof: &MerkleProof,
+    ) -> Result<bool, RollupError> {
+        self.view(InferenceRollup::isFinalizedCall {
+            batchId: U256::from(batch_id),
+            leafHash: leaf_hash,
+            index: U256::from(proof.index),
+            proof: proof.siblings.clone(),
+        })
+        .await
+    }
+
+    /// Whether `leaf_hash` is leaf `proof.index` of batch `batch_id` (inclusion only).
+    pub async fn verify_leaf(
+        &self,
+        batch_id: u64,
+        leaf_hash: B256,
+        proof: &MerkleProof,
+    ) -> Result<bool, RollupError> {
+        self.view(InferenceRollup::verifyLeafCall {
+            batchId: U256::from(batch_id),
+            leafHash: leaf_hash,
+            index: U256::from(proof.index),
+            proof: proof.siblings.clone(),
+        })
+        .await
+    }
+
+    /// Status of leaf position `index` of batch `batch_id`.
+    pub async fn leaf_status(&self, batch_id: u64, index: u64) -> Result<LeafStatus, RollupError> {
+        let s = self
+            .view(InferenceRollup::leafStatusCall {
+                batchId: U256::from(batch_id),
+                index: U256::from(index),
+            })
+            .await?;
+        Ok(match s {
+            1 => LeafStatus::Pending,
+            2 => LeafStatus::Final,
+            3 => LeafStatus::Invalid,
+            _ => LeafStatus::Unknown,
+        })
+    }
+
+    /// The contract's EIP-712 leaf hash (equals [`InferenceLeaf::hash`]).
+    pub async fn hash_leaf(&self, leaf: &InferenceLeaf) -> Result<B256, RollupError> {
+        self.view(InferenceRollup::hashLeafCall {
+            leaf: (*leaf).into(),
+        })
+        .await
+    }
+
+    /// The contract's EIP-712 domain separator.
+    pub async fn domain_separator(&self) -> Result<B256, RollupError> {
+        self.view(InferenceRollup::domainSeparatorCall {}).await
+    }
+
+    /// The contract's EIP-712 signing hash of `leaf` (equals [`InferenceLeaf::signing_hash`] under
+    /// `protocol::leaf_domain(chain_id, rollup)`).
+    pub async fn leaf_signing_hash(&self, leaf: &InferenceLeaf) -> Result<B256, RollupError> {
+        self.view(InferenceRollup::leafSigningHashCall {
+            leaf: (*leaf).into(),
+        })
+        .await
+    }
+
+    /// The signer the contract recovers for `leaf` and `signature` (zero for a non-canonical signature).
+    pub async fn leaf_signer(
+        &self,
+        leaf: &InferenceLeaf,
+        signature: &LeafSignature,
+    ) -> Result<Address, RollupError> {
+        self.view(InferenceRollup::leafSignerCall {
+            leaf: (*leaf).into(),
+            signature: Bytes::copy_from_slice(signature.as_bytes()),
+        })
+        .await
+    }
+
+    // ---- dispute-game hooks (callable by the dispute game only) ------------------------------------------------
+
+    /// Records an open dispute on a leaf of `batch_id` signed by `executor`.
+    pub async fn dispute_opened(
+        &self,
+        batch_id: u64,
+        executor: Address,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::disputeOpenedCall {
+                batchId: U256::from(batch_id),
+                executor,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Records the end of a dispute.
+    pub async fn dispute_closed(
+        &self,
+        batch_id: u64,
+        executor: Address,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::disputeClosedCall {
+                batchId: U256::from(batch_id),
+                executor,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Marks leaf `index` of `batch_id` invalid.
+    pub async fn invalidate_leaf(&self, batch_id: u64, index: u64) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::invalidateLeafCall {
+                batchId: U256::from(batch_id),
+                index: U256::from(index),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Slashes up to `amount` of `offender`'s bond of `role`, crediting `reward` to `beneficiary`.
+    pub async fn slash(
+        &self,
+        role: Role,
+        offender: Address,
+        amount: U256,
+        beneficiary: Address,
+        reward: U256,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::slashCall {
+                role: role.into(),
+                offender,
+                amount,
+                beneficiary,
+                reward,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    // ---- events ------------------------------------------------------------------------------------------------
+
+    /// Every rollup event in blocks `from_block..=to_block` (`None`: up to the latest), in chain order.
+    pub async fn events(
+        &self,
+        from_block: u64,
+        to_block: Option<u64>,
+    ) -> Result<Vec<RollupEvent>, RollupError> {
+        let mut filter = LogFilter::new(self.address, from_block);
+        filter.to_block = to_block;
+        let logs = self
+            .l1
+            .logs(&filter)
+            .await
+            .map_err(ContractError::from_l1)?;
+        logs.into_iter()
+            .map(|log| {
+                let event = InferenceRollupEvents::decode_log(&log.inner)
+                    .map_err(|source| ContractError::Decode {
+                        what: "InferenceRollup event",
+                        source,
+                    })?
+                    .data;
+                Ok(RollupEvent { log, event })
+            })
+            .collect()
+    }
+}
+
+impl From<Role> for u8 {
+    fn from(role: Role) -> Self {
+        role as Self
+    }
+}
+
+impl From<InferenceLeaf> for InferenceRollup::InferenceLeaf {
+    fn from(l: InferenceLeaf) -> Self {
+        Self {
+            version: l.version,
+            requestId: l.requestId,
+            modelRoot: l.modelRoot,
+            promptRoot: l.promptRoot,
+            paramsHash: l.paramsHash,
+            outputHash: l.outputHash,
+            finishReason: l.finishReason,
+            traceRoot: l.traceRoot,
+            opCount: l.opCount,
+            executor: l.executor,
+        }
+    }
+}
+
+/// `keccak256(be8 of each of the 18 values)`, the model `config_hash` (docs/vir.md §7), as the contract computes it.
+pub fn config_hash(c: &InferenceRollup::ModelConfig) -> B256 {
+    let values = [
+        c.virVersion,
+        c.nLayers,
+        c.dModel,
+        c.dFf,
+        c.nHeads,
+        c.nKvHeads,
+        c.headDim,
+        c.vocabSize,
+        c.contextLength,
+        c.tiedOutput,
+        c.epsFx,
+        c.scoreScale,
+        c.residualFrac,
+        c.actFrac,
+        c.attnChunk,
+        c.vocabChunk,
+        c.toppRounds,
+        c.tableFrac,
+    ];
+    let mut buf = [0u8; 144];
+    for (chunk, v) in buf.chunks_exact_mut(8).zip(values) {
+        chunk.copy_from_slice(&v.to_be_bytes());
+    }
+    keccak256(buf)
+}
+
+/// Number of leaves of a model root with `n_layers` layers (docs/vir.md §7): `9·n_layers + 7`, plus one when the
+/// output matrix is not tied to the embedding.
+pub fn model_leaf_count(n_layers: u64, tied_output: bool) -> u64 {
+    9 * n_layers + if tied_output { 7 } else { 8 }
+}
+
+fn u64_of(v: U256, what: &'static str) -> Result<u64, RollupError> {
+    u64::try_from(v).map_err(|_| ContractError::OutOfRange(what))
+}

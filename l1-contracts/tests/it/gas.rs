@@ -1,0 +1,35 @@
+//! Gas figures (the full table: `cargo run -p verinfer-l1-contracts --example gas_report`, or this test with
+//! `--nocapture`).
+
+use verinfer_l1_contracts::gas::{GasEntry, gas_report};
+
+#[tokio::test]
+async fn post_batch_gas() {
+    let report = gas_report().await.unwrap();
+    println!("{report}");
+    let posts: Vec<&GasEntry> = report
+        .entries
+        .iter()
+        .filter(|e| e.function == "postBatch")
+        .collect();
+    // With 1 KiB of data, every leaf count costs the same (up to the calldata of the count itself), and the
+    // steady-state post stays within the 120k target; the very first post also writes stateRoot from zero.
+    let small: Vec<u64> = posts
+        .iter()
+        .filter(|e| e.case.contains(" 1 KiB") && !e.case.contains("first"))
+        .map(|e| e.gas_without_data())
+        .collect();
+    assert_eq!(small.len(), 4);
+    let (lo, hi) = (*small.iter().min().unwrap(), *small.iter().max().unwrap());
+    assert_eq!(hi, report.post_batch_fixed());
+    assert!(hi - lo < 200, "leaf count changes postBatch gas: {small:?}");
+    assert!(
+        hi <= 120_000,
+        "steady-state postBatch costs {hi} gas without the data calldata (target 120k)"
+    );
+    let first = posts.iter().find(|e| e.case.contains("first")).unwrap();
+    assert!(first.gas_without_data() < hi + 20_000);
+    // Beyond the calldata, hashing the data costs under one gas per byte.
+    let big = posts.iter().find(|e| e.case.contains("128 KiB")).unwrap();
+    assert!(big.gas_without_data() - hi < 128 * 1024);
+}
