@@ -1,4 +1,37 @@
-//! The sequencer role: OpenAI-compatible API, authentication and limits, durable request storage, executor job
-//! leases, batching and L1 posting, receipts and metrics (DESIGN §3, §7).
+//! The sequencer role (DESIGN §3, §7): the OpenAI-compatible API with exact error JSON, API keys and per-key limits,
+//! durable storage on Postgres or SQLite, the job queue executors lease from over HTTP, receipts and metrics.
 //!
-//! Empty until the sequencer issue lands; nothing here is wired into the CLI yet.
+//! * [`server`] builds the routers from an [`server::AppState`]; [`api`] holds the public routes, [`admin`] the
+//!   key management, [`executor_api`] the worker protocol (bodies in [`wire`]);
+//! * a request flows through [`body`] (JSON), [`params`] (validation), [`admission`] (tokenize, check, store) and
+//!   [`results`] (follow the jobs, answer in JSON or SSE);
+//! * [`storage`] is the `Storage` / `JobQueue` / `KeyStore` seam with its two backends.
+//!
+//! Batching, L1 posting, leaf signature checks and executor bonds come with the L1 crate; receipts already carry the
+//! leaf and leave batch, proof and L1 transaction null until then.
+
+pub mod admin;
+pub mod admission;
+pub mod api;
+pub mod body;
+pub mod clock;
+pub mod error;
+pub mod executor_api;
+pub mod hub;
+pub mod ids;
+pub mod keys;
+pub mod leaf;
+pub mod metrics;
+pub mod model;
+pub mod openai;
+pub mod params;
+pub mod ratelimit;
+pub mod receipt;
+pub mod results;
+pub mod server;
+pub mod stop;
+pub mod storage;
+pub mod wire;
+
+pub use error::{ApiError, ErrorBody};
+pub use server::{AppState, SequencerConfig, admin_router, public_router};
