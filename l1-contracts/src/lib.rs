@@ -7,6 +7,10 @@
 //! - [`EmbeddedChain`]: an in-process chain on revm (Cancun rules) implementing [`L1`], with blocks, timestamps,
 //!   logs and time travel: the devnet and test chain.
 //! - [`Rollup`] and [`Consumer`]: typed clients of the two contracts over any [`L1`].
+//! - [`RpcL1`](rpc::RpcL1): [`L1`] over JSON-RPC (anvil, geth, testnets) with its own nonce management, fee
+//!   bumping, retries and confirmations; [`LogFollower`](rpc::LogFollower): confirmed, reorg-aware, resumable event
+//!   following over any [`L1`].
+//! - [`anvil`]: starts the pinned npm anvil for tests and the devnet.
 //! - [`dev`]: anvil's development accounts; [`gas`]: the gas report.
 //!
 //! The contracts reproduce `docs/protocol.md` exactly: the EIP-712 leaf hash and domain, the keccak Merkle tree with
@@ -15,6 +19,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod anvil;
 pub mod bindings;
 pub mod consumer;
 pub mod dev;
@@ -22,7 +27,9 @@ pub mod embedded;
 pub mod error;
 pub mod gas;
 pub mod l1;
+pub mod one_step;
 pub mod rollup;
+pub mod rpc;
 
 pub use consumer::{Consumer, ConsumerError};
 pub use embedded::{ChainConfig, Clock, EmbeddedChain, EmbeddedL1};

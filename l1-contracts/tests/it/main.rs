@@ -1,4 +1,5 @@
-//! Integration tests of the L1 contracts on the embedded chain (one test binary; one module per area).
+//! Integration tests of the L1 contracts on the embedded chain, and of the JSON-RPC client on anvil (`rpc`; needs
+//! `npm ci` in l1-contracts/) (one test binary; one module per area).
 
 mod batches;
 mod bonds;
@@ -10,3 +11,5 @@ mod embedded;
 mod gas;
 mod invariants;
 mod models;
+mod one_step;
+mod rpc;
