@@ -1,1 +1,29 @@
-//! placeholder
+//! The executor's engine: the VIR program of `vir` on burn integer tensors, bit for bit equal to the scalar
+//! reference interpreter (`vir::interp`) on every op, token and trace root.
+//!
+//! * [`backend`] picks the burn backend (CPU [`Cpu`] = flex; `Cuda` behind the `cuda` feature) and fixes the
+//!   integer dtypes of a device;
+//! * [`ops`] implements every VIR op on batches of rows of `Tensor<B, D, Int>`;
+//! * [`model`] uploads an [`vir::IntModel`] (weights and tables) to a device;
+//! * [`engine`] runs requests: [`BurnEngine::generate`] for one request, [`BurnEngine::forward_batch`] for one
+//!   step of several independent requests, each with its own [`kv_cache::KvCache`] and trace.
+//!
+//! No float op and no backend-dependent tie-breaking is used in the traced path: matmuls, norms, RoPE, attention
+//! and SwiGLU run on the device in I32/I64; per-row scalars (quantization shifts, RMSNorm's integer square root,
+//! top-p thresholds, the sampling draw) are read back and computed on the host with `vir::fixed`'s primitives.
+
+pub mod backend;
+pub mod engine;
+pub mod error;
+pub mod kv_cache;
+pub mod model;
+pub mod ops;
+pub mod trace;
+pub mod transfer;
+
+#[cfg(feature = "cuda")]
+pub use backend::Cuda;
+pub use backend::{Cpu, init_device};
+pub use engine::{BatchItem, BurnEngine, RequestState, StepOutput};
+pub use error::EngineError;
+pub use model::DeviceModel;
