@@ -201,3 +201,54 @@ fn generate_answers_the_capital_of_france_on_both_engines() {
     assert_eq!(f["text"], "The capital of France is Paris.");
     assert_eq!(f["trace_root"], serde_json::Value::Null);
 }
+
+#[test]
+fn burn_engine_equals_the_reference_through_the_cli() {
+    for temperature in ["0", "0.8"] {
+        let args = |engine: &'static str| {
+            vec![
+                "generate",
+                "--model",
+                "tiny",
+                "--prompt",
+                "hello world",
+                "--max-tokens",
+                "10",
+                "--temperature",
+                temperature,
+                "--seed",
+                "9",
+                "--json",
+                "--engine",
+                engine,
+            ]
+        };
+        let reference = json(&verinfer(&args("reference")));
+        let burn = json(&verinfer(&args("burn")));
+        assert_eq!(burn["engine"], "burn");
+        for key in [
+            "token_ids",
+            "trace_root",
+            "op_count",
+            "finish_reason",
+            "text",
+        ] {
+            assert_eq!(
+                burn[key], reference[key],
+                "{key} at temperature {temperature}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cuda_device_without_the_feature_is_a_clear_error() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let o = verinfer(&[
+        "generate", "--model", "tiny", "--prompt", "x", "--engine", "burn", "--device", "cuda",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
+}

@@ -11,6 +11,7 @@
 //!   bumping, retries and confirmations; [`LogFollower`](rpc::LogFollower): confirmed, reorg-aware, resumable event
 //!   following over any [`L1`].
 //! - [`anvil`]: starts the pinned npm anvil for tests and the devnet.
+//! - [`dispute`]: the `DisputeGame` client (bisection, clocks, one-step resolution).
 //! - [`dev`]: anvil's development accounts; [`gas`]: the gas report.
 //!
 //! The contracts reproduce `docs/protocol.md` exactly: the EIP-712 leaf hash and domain, the keccak Merkle tree with
@@ -23,6 +24,7 @@ pub mod anvil;
 pub mod bindings;
 pub mod consumer;
 pub mod dev;
+pub mod dispute;
 pub mod embedded;
 pub mod error;
 pub mod gas;

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Header carrying the request id on every generation response.
 pub const REQUEST_ID_HEADER: &str = "x-verinfer-request-id";
@@ -128,7 +129,15 @@ async fn receipt(
     let storage = state.storage();
     let request = storage.request(id).await?.ok_or_else(unknown)?;
     let jobs = storage.jobs(id).await?;
-    Ok(Json(build(&request, &jobs)))
+    let mut batches = HashMap::new();
+    for number in jobs.iter().filter_map(|j| j.batch_number) {
+        if !batches.contains_key(&number)
+            && let Some(batch) = storage.batch(number).await?
+        {
+            batches.insert(number, batch);
+        }
+    }
+    Ok(Json(build(&request, &jobs, &batches)))
 }
 
 /// `GET /health`: 200 when the database answers.

@@ -260,7 +260,7 @@ impl From<crate::storage::StorageError> for ApiError {
                 Self::conflict(e.to_string(), "token_conflict")
             }
             E::UnknownJob(_) => Self::not_found(e.to_string()),
-            E::DuplicateRequest(_) | E::Corrupt(_) => Self::internal(e),
+            E::DuplicateRequest(_) | E::BatchConflict { .. } | E::Corrupt(_) => Self::internal(e),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The executor-facing HTTP API (bodies in [`crate::wire`]): lease, heartbeat, stream tokens, complete.
 //!
 //! Executors authenticate through the [`ExecutorAuth`] seam. For now the only implementation is [`AllowList`]:
-//! bearer tokens configured per executor. Checking leaf signatures against the L1 domain and requiring an L1 bond
-//! come with the L1 crate; until then the signature is stored as given.
+//! bearer tokens configured per executor. The signature is stored as given; the batcher
+//! ([`crate::settlement::batcher`]) checks it against the rollup's EIP-712 domain, and the executor's L1 bond, before
+//! it batches the leaf (a leaf that fails is marked `invalid`). Refusing such a completion here is still to do.
 
 use crate::body::JsonBody;
 use crate::error::ApiError;

@@ -5,10 +5,12 @@
 //!   key management, [`executor_api`] the worker protocol (bodies in [`wire`]);
 //! * a request flows through [`body`] (JSON), [`params`] (validation), [`admission`] (tokenize, check, store) and
 //!   [`results`] (follow the jobs, answer in JSON or SSE);
-//! * [`storage`] is the `Storage` / `JobQueue` / `KeyStore` seam with its two backends.
+//! * [`storage`] is the `Storage` / `JobQueue` / `KeyStore` / `BatchStore` seam with its two backends;
+//! * [`settlement`] batches executed leaves, posts the batches to L1 and finalizes them (one leader per database);
+//!   [`receipt`] shows the result: leaf, batch, Merkle proof, L1 transaction and status.
 //!
-//! Batching, L1 posting, leaf signature checks and executor bonds come with the L1 crate; receipts already carry the
-//! leaf and leave batch, proof and L1 transaction null until then.
+//! Checking leaf signatures and executor bonds when an executor completes a job is not here yet: the batcher checks
+//! both before it stakes the sequencer's bond on a leaf, and never batches a leaf that fails.
 
 pub mod admin;
 pub mod admission;
@@ -29,6 +31,7 @@ pub mod ratelimit;
 pub mod receipt;
 pub mod results;
 pub mod server;
+pub mod settlement;
 pub mod stop;
 pub mod storage;
 pub mod wire;

@@ -1,12 +1,15 @@
-//! Receipts (`GET /v1/receipts/{id}`): the status of a request and, per choice, its parameters, output hash, trace
-//! root, executor and leaf. Batch number, Merkle proof and L1 transaction are filled once the batcher posts the leaf
-//! (null until then).
+//! Receipts (`GET /v1/receipts/{id}`): the status of a request and, per choice, its status, parameters, output hash,
+//! trace root, executor and leaf (all fields). Once the leaf's batch is on L1: the L1 batch id, the leaf index, the
+//! Merkle proof of the leaf under the batch root (`protocol::leaf_proof`), the batch root and leaf count, the
+//! `postBatch` transaction and block, and when the batch can be finalized (null until then). With those a consumer
+//! contract checks `InferenceRollup.isFinalized(batch, hashLeaf(leaf), leaf_index, merkle_proof)`.
 
 use crate::ids::{RequestId, RequestKind};
 use crate::leaf::{LeafContext, build_leaf};
-use crate::storage::{JobRecord, JobState, StoredRequest};
-use protocol::{Address, B256, InferenceLeaf, LeafSignature, SamplingParams};
+use crate::storage::{BatchRecord, BatchStatus, JobRecord, JobState, StoredRequest};
+use protocol::{Address, B256, InferenceLeaf, LeafSignature, MerkleTree, SamplingParams};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Status of a whole request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -52,6 +55,8 @@ impl ReceiptStatus {
 pub struct ReceiptChoice {
     /// Choice index.
     pub index: u32,
+    /// Status of this choice's leaf.
+    pub status: ReceiptStatus,
     /// Job state (`queued`, `leased`, `executed`, `posted`, `final`, `invalid`).
     pub state: JobState,
     /// Sampling parameters in protocol units.
@@ -76,14 +81,64 @@ pub struct ReceiptChoice {
     pub leaf_hash: Option<B256>,
     /// The executor's signature over it.
     pub signature: Option<LeafSignature>,
-    /// Batch number once posted.
+    /// The rollup's batch id once posted (the `batchId` of `isFinalized`).
     pub batch: Option<u64>,
-    /// Leaf index in the batch.
+    /// Leaf index in the batch once posted.
     pub leaf_index: Option<u64>,
     /// Merkle proof of the leaf in its batch (siblings, leaf to root) once posted.
     pub merkle_proof: Option<Vec<B256>>,
+    /// Root of the batch once posted.
+    pub batch_root: Option<B256>,
+    /// Leaves in the batch once posted.
+    pub leaf_count: Option<u64>,
     /// L1 transaction that posted the batch.
     pub l1_tx: Option<B256>,
+    /// L1 block of that transaction.
+    pub l1_block: Option<u64>,
+    /// L1 timestamp (Unix seconds) from which the batch can be finalized.
+    pub finalizes_at: Option<u64>,
+}
+
+/// Where a posted leaf sits on L1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct OnChain {
+    batch: Option<u64>,
+    leaf_index: Option<u64>,
+    merkle_proof: Option<Vec<B256>>,
+    batch_root: Option<B256>,
+    leaf_count: Option<u64>,
+    l1_tx: Option<B256>,
+    l1_block: Option<u64>,
+    finalizes_at: Option<u64>,
+}
+
+impl OnChain {
+    /// The job's place in its batch, once the batch is on L1.
+    fn of(job: &JobRecord, batches: &HashMap<u64, BatchRecord>) -> Self {
+        let (Some(number), Some(index)) = (job.batch_number, job.leaf_index) else {
+            return Self::default();
+        };
+        let Some(batch) = batches
+            .get(&number)
+            .filter(|b| b.status != BatchStatus::Planned)
+        else {
+            return Self::default();
+        };
+        let proof = MerkleTree::new(batch.leaf_hashes.clone())
+            .proof(index)
+            .ok()
+            .map(|p| p.siblings);
+        Self {
+            batch: batch.l1_batch_id,
+            leaf_index: Some(index),
+            merkle_proof: proof,
+            batch_root: Some(batch.batch_root),
+            leaf_count: Some(batch.leaf_count()),
+            l1_tx: batch.l1_tx.or(job.l1_tx),
+            l1_block: batch.l1_block,
+            finalizes_at: batch.finalizes_at,
+        }
+    }
 }
 
 /// A receipt.
@@ -113,8 +168,12 @@ pub struct Receipt {
     pub choices: Vec<ReceiptChoice>,
 }
 
-/// Builds a receipt from storage.
-pub fn build(request: &StoredRequest, jobs: &[JobRecord]) -> Receipt {
+/// Builds a receipt from storage: the request, its jobs, and the batches those jobs are in (by batch number).
+pub fn build(
+    request: &StoredRequest,
+    jobs: &[JobRecord],
+    batches: &HashMap<u64, BatchRecord>,
+) -> Receipt {
     let id: RequestId = request.id;
     Receipt {
         object: "verinfer.receipt".into(),
@@ -156,8 +215,10 @@ pub fn build(request: &StoredRequest, jobs: &[JobRecord]) -> Receipt {
                     }
                     _ => None,
                 };
+                let on_chain = OnChain::of(job, batches);
                 ReceiptChoice {
                     index: job.params.choice_index,
+                    status: ReceiptStatus::of_job(job.state),
                     state: job.state,
                     params: job.params,
                     params_hash: ctx.params_hash,
@@ -173,10 +234,14 @@ pub fn build(request: &StoredRequest, jobs: &[JobRecord]) -> Receipt {
                     leaf_hash: job.leaf_hash,
                     leaf,
                     signature: job.signature,
-                    batch: job.batch_number,
-                    leaf_index: job.leaf_index,
-                    merkle_proof: None,
-                    l1_tx: job.l1_tx,
+                    batch: on_chain.batch,
+                    leaf_index: on_chain.leaf_index,
+                    merkle_proof: on_chain.merkle_proof,
+                    batch_root: on_chain.batch_root,
+                    leaf_count: on_chain.leaf_count,
+                    l1_tx: on_chain.l1_tx,
+                    l1_block: on_chain.l1_block,
+                    finalizes_at: on_chain.finalizes_at,
                 }
             })
             .collect(),

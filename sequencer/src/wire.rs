@@ -132,7 +132,7 @@ pub struct CompleteRequest {
     pub op_count: u64,
     /// Address that signs the leaf.
     pub executor: Address,
-    /// EIP-712 signature over the leaf (stored; checked once the L1 domain is wired).
+    /// EIP-712 signature over the leaf (stored; the batcher never batches a leaf without a valid one).
     #[serde(default)]
     pub signature: Option<LeafSignature>,
 }

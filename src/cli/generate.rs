@@ -13,8 +13,17 @@ use vir::tokenizer::ChatMessage;
 pub enum Engine {
     /// The scalar VIR reference interpreter (the specified integer model; commits the trace).
     Reference,
+    /// The executor's burn engine (bit-identical to the reference; `--device cpu|cuda`).
+    Burn,
     /// The f32 model the integer program was converted from (greedy only; no trace).
     Float,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Cpu,
+    /// Needs a binary built with `--features cuda` and a CUDA driver at run time.
+    Cuda,
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +51,9 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = Engine::Reference)]
     pub engine: Engine,
+    /// Device of the burn engine.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
     /// Print one JSON object (`text`, `token_ids`, `trace_root`, ...) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +98,32 @@ struct Output {
     engine: &'static str,
 }
 
+/// Runs the request on the executor's burn engine on `device`.
+fn run_burn(
+    model: &vir::IntModel,
+    device: Device,
+    prompt: &[u32],
+    params: &SamplingParams,
+    sink: &mut TraceCommitter,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<vir::interp::Generation> {
+    match device {
+        Device::Cpu => {
+            let engine = executor::BurnEngine::<executor::Cpu>::new(model, Default::default())?;
+            Ok(engine.generate(prompt, params, sink, on_token)?)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            let engine = executor::BurnEngine::<executor::Cuda>::new(model, Default::default())?;
+            Ok(engine.generate(prompt, params, sink, on_token)?)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => bail!(
+            "this binary was built without CUDA: rebuild with `cargo build --release --features cuda`"
+        ),
+    }
+}
+
 pub fn run(args: GenerateArgs) -> Result<()> {
     let params = sampling_params(args.temperature, args.top_p, args.max_tokens, args.seed)?;
     let bundle = args.model.open()?;
@@ -97,12 +135,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let stop_ids = bundle.model.stop_ids.clone();
     let (tokens, finish, trace) = match args.engine {
-        Engine::Reference => {
+        Engine::Reference | Engine::Burn => {
             let mut committer = TraceCommitter::default();
             let mut stream = tok.stream_decoder();
             let mut stdout = std::io::stdout();
             let stream_text = !args.json;
-            let gen_result = generate(&bundle.model, &prompt, &params, &mut committer, &mut |id| {
+            let mut on_token = |id: u32| {
                 if stream_text
                     && !stop_ids.contains(&id)
                     && let Ok(Some(piece)) = stream.push(id)
@@ -110,8 +148,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                     let _ = write!(stdout, "{piece}");
                     let _ = stdout.flush();
                 }
-            });
-            let generation = gen_result?;
+            };
+            let generation = match args.engine {
+                Engine::Burn => run_burn(
+                    &bundle.model,
+                    args.device,
+                    &prompt,
+                    &params,
+                    &mut committer,
+                    &mut on_token,
+                )?,
+                _ => generate(
+                    &bundle.model,
+                    &prompt,
+                    &params,
+                    &mut committer,
+                    &mut on_token,
+                )?,
+            };
             if stream_text {
                 if let Ok(Some(rest)) = stream.finish() {
                     print!("{rest}");
@@ -157,6 +211,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         model_root: bundle.model.root.to_string(),
         engine: match args.engine {
             Engine::Reference => "reference",
+            Engine::Burn => "burn",
             Engine::Float => "float",
         },
     };

@@ -5,6 +5,7 @@ mod batches;
 mod bonds;
 mod common;
 mod consumer;
+mod dispute_game;
 mod disputes;
 mod eip712;
 mod embedded;

@@ -1,15 +1,23 @@
 //! Durable state of the sequencer: requests, their jobs (one per choice) with the tokens streamed so far, API keys
-//! (hashes only) and per-key usage. Two backends share one schema and one conformance suite: [`PgStorage`]
+//! (hashes only) and per-key usage, batches and the jobs in them ([`BatchStore`]). Two backends share one schema and one conformance suite: [`PgStorage`]
 //! (production, several replicas) and [`SqliteStorage`] (embedded default).
 //!
 //! Job states: `queued → leased(executor, lease_expires_at) → executed → posted → final | invalid`. An expired lease
 //! is leased again by the next [`JobQueue::lease`]; every executor call is fenced by the job's `attempt`, so a worker
 //! whose lease was taken over can no longer write.
 
+mod batch_sql;
+mod batches;
+pub mod leader;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use batches::{
+    BatchHead, BatchRecord, BatchStatus, BatchStore, NewBatch, PostedInfo, UnbatchedJob,
+    UnbatchedSummary,
+};
+pub use leader::{LeaderLock, PgAdvisoryLock, ProcessLock};
 pub use postgres::PgStorage;
 pub use sqlite::SqliteStorage;
 
@@ -75,6 +83,15 @@ pub enum StorageError {
         len: usize,
         /// The job's limit.
         max_tokens: u32,
+    },
+    /// A batch cannot be recorded as planned (its number is taken or a job was batched meanwhile); nothing was
+    /// written.
+    #[error("batch {number} conflicts with stored batches: {reason}")]
+    BatchConflict {
+        /// The batch number.
+        number: u64,
+        /// What conflicts.
+        reason: String,
     },
     /// A stored value cannot be decoded (schema drift or manual edits).
     #[error("stored data is corrupt: {0}")]
@@ -434,9 +451,9 @@ pub trait KeyStore: Send + Sync {
 }
 
 /// The whole storage seam.
-pub trait Storage: RequestStore + JobQueue + KeyStore {}
+pub trait Storage: RequestStore + JobQueue + KeyStore + BatchStore {}
 
-impl<T: RequestStore + JobQueue + KeyStore> Storage for T {}
+impl<T: RequestStore + JobQueue + KeyStore + BatchStore> Storage for T {}
 
 /// Shared handle to a storage backend.
 pub type SharedStorage = Arc<dyn Storage>;

@@ -1,6 +1,7 @@
 //! Postgres backend (production): one pool, leases taken with `SELECT … FOR UPDATE SKIP LOCKED` so any number of
 //! sequencer replicas can serve one queue.
 
+use super::batch_sql::impl_batch_store;
 use super::sql::{self, impl_storage};
 use super::{LeasedJob, StorageError};
 use crate::clock::SharedClock;
@@ -24,13 +25,22 @@ const LEASE_JOBS: &str = "WITH picked AS ( \
 
 /// The Postgres migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "batches".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_batches.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Storage on Postgres.
@@ -117,4 +127,12 @@ fn leased_from_row(row: &PgRow, expires: i64) -> Result<LeasedJob, StorageError>
     )
 }
 
+impl PgStorage {
+    /// `pg_try_advisory_lock(key)` on a session of its own.
+    fn new_leader_lock(&self, key: i64) -> Box<dyn super::LeaderLock> {
+        Box::new(super::PgAdvisoryLock::new(self.pool.clone(), key))
+    }
+}
+
 impl_storage!(PgStorage, PgRow);
+impl_batch_store!(PgStorage, PgRow);

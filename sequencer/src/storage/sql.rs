@@ -152,7 +152,7 @@ macro_rules! impl_storage {
                 TokensStored, decode_tokens, encode_tokens, merge_tokens,
             };
 
-            fn job_from_row(row: &$row) -> Result<JobRecord, StorageError> {
+            pub(super) fn job_from_row(row: &$row) -> Result<JobRecord, StorageError> {
                 let opt_b256 = |col: &str| -> Result<Option<protocol::B256>, StorageError> {
                     row.try_get::<Option<Vec<u8>>, _>(col)?
                         .map(|v| to_b256(&v, col))

@@ -2,6 +2,7 @@
 //! writes in the pool avoids `SQLITE_BUSY`) and a few reader connections. Leasing is one `UPDATE … RETURNING`
 //! statement, atomic under the single writer.
 
+use super::batch_sql::impl_batch_store;
 use super::sql::{self, impl_storage};
 use super::{LeasedJob, StorageError};
 use crate::clock::SharedClock;
@@ -27,13 +28,22 @@ const REQUEST_INPUT: &str = "SELECT model, model_root, prompt_tokens FROM reques
 
 /// The SQLite migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "batches".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_batches.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Storage in an SQLite file.
@@ -159,4 +169,12 @@ fn leased_from_row(
     )
 }
 
+impl SqliteStorage {
+    /// The process owns the database file: it is the only leader.
+    fn new_leader_lock(&self, _key: i64) -> Box<dyn super::LeaderLock> {
+        Box::new(super::ProcessLock)
+    }
+}
+
 impl_storage!(SqliteStorage, SqliteRow);
+impl_batch_store!(SqliteStorage, SqliteRow);

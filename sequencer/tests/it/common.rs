@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use verinfer_sequencer::clock::{self, SharedClock};
 use verinfer_sequencer::executor_api::AllowList;
+use verinfer_sequencer::leaf::{LeafContext, build_leaf};
 use verinfer_sequencer::model::ServedModel;
 use verinfer_sequencer::storage::{PgStorage, SharedStorage, SqliteStorage};
 use verinfer_sequencer::wire::{CompleteRequest, LeaseResponse, TokensRequest, WireJob};
@@ -280,9 +281,33 @@ where
     }
 }
 
+/// Signs leaves as a bonded executor under the rollup's EIP-712 domain.
+#[derive(Clone)]
+pub struct LeafSigner {
+    pub account: l1_contracts::dev::DevAccount,
+    pub domain: alloy_sol_types::Eip712Domain,
+}
+
+impl LeafSigner {
+    /// The signature of `leaf`.
+    pub fn sign(&self, leaf: &protocol::InferenceLeaf) -> protocol::LeafSignature {
+        protocol::sign_leaf(leaf, &self.domain, self.account.signer.credential())
+            .expect("signing with a dev key")
+    }
+}
+
 /// The in-test executor: leases over HTTP, runs the reference interpreter, streams tokens, completes with the trace
-/// commitment.
+/// commitment (unsigned, executor `0x11…11`).
 pub fn spawn_worker(base: String, token: String) -> JoinHandle<()> {
+    spawn_worker_with(base, token, None)
+}
+
+/// [`spawn_worker`] that signs each leaf with `signer` (and names its address as the executor) when given.
+pub fn spawn_worker_with(
+    base: String,
+    token: String,
+    signer: Option<LeafSigner>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -306,7 +331,15 @@ pub fn spawn_worker(base: String, token: String) -> JoinHandle<()> {
             let runs: Vec<_> = leased
                 .jobs
                 .into_iter()
-                .map(|job| tokio::spawn(run_job(http.clone(), base.clone(), token.clone(), job)))
+                .map(|job| {
+                    tokio::spawn(run_job(
+                        http.clone(),
+                        base.clone(),
+                        token.clone(),
+                        job,
+                        signer.clone(),
+                    ))
+                })
                 .collect();
             for r in runs {
                 let _ = r.await;
@@ -316,7 +349,13 @@ pub fn spawn_worker(base: String, token: String) -> JoinHandle<()> {
 }
 
 /// Executes one job with `vir::interp::generate`, posting tokens as they are produced.
-pub async fn run_job(http: reqwest::Client, base: String, token: String, job: WireJob) {
+pub async fn run_job(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    job: WireJob,
+    signer: Option<LeafSigner>,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
     let prompt = job.prompt_tokens.clone();
     let params = job.params;
@@ -350,6 +389,26 @@ pub async fn run_job(http: reqwest::Client, base: String, token: String, job: Wi
     let Ok(Ok((generation, trace))) = gen_task.await else {
         return;
     };
+    let (executor, signature) = match &signer {
+        Some(signer) => {
+            let ctx = LeafContext {
+                request_id: job.request_id,
+                model_root: job.model_root,
+                prompt_root: protocol::token_ids_root(&job.prompt_tokens),
+                params_hash: job.params.params_hash(),
+            };
+            let leaf = build_leaf(
+                &ctx,
+                &generation.tokens,
+                generation.finish_reason,
+                trace.root,
+                trace.op_count,
+                signer.account.address,
+            );
+            (signer.account.address, Some(signer.sign(&leaf)))
+        }
+        None => (Address::repeat_byte(0x11), None),
+    };
     let _ = http
         .post(format!("{base}/executor/v1/complete"))
         .bearer_auth(&token)
@@ -360,8 +419,8 @@ pub async fn run_job(http: reqwest::Client, base: String, token: String, job: Wi
             finish_reason: generation.finish_reason,
             trace_root: trace.root,
             op_count: trace.op_count,
-            executor: Address::repeat_byte(0x11),
-            signature: None,
+            executor,
+            signature,
         })
         .send()
         .await;

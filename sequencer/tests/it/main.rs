@@ -6,4 +6,5 @@ mod bench;
 mod common;
 mod keys;
 mod openai_client;
+mod settlement;
 mod storage;

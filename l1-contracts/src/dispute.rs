@@ -1,0 +1,207 @@
+//! [`Game`]: bindings and a typed client of the `DisputeGame` contract (`contracts/DisputeGame.sol`), the
+//! interactive fraud-proof game on one leaf of a posted, not yet final batch.
+//!
+//! A bonded challenger opens a dispute (`open`), the leaf's executor reveals the two children of the current node of
+//! its trace tree (`reveal`), the challenger picks the child holding the first op they disagree with (`choose`),
+//! until one trace leaf `i` is left; the challenger states their own leaf hash for `i` and the disputed output
+//! element (`claimLeaf`); then either side re-executes that element on chain (`proveResidualAdd`, ResidualAdd ops
+//! only in this version: other ops revert `OpNotSupportedYet(code)` and end on time). Each side has a chess clock;
+//! `timeout` lets the waiting side win. The loser pays: an executor is slashed (whole bond, half to the challenger)
+//! and its leaf invalidated; a challenger's bond goes to the executor. Payouts are credits paid by `claim`.
+//!
+//! [`reveal_children`] gives the executor's answer for a bisection step from its trace leaves.
+
+use crate::error::{ContractError, decode_returns};
+use crate::l1::{L1, Receipt, TxRequest};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::sol_types::{SolCall, SolEvent, SolValue};
+use protocol::{InferenceLeaf, MerkleTree};
+
+#[allow(missing_docs, clippy::too_many_arguments)]
+mod contract {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DisputeGame,
+        "artifacts/DisputeGame.json"
+    );
+}
+
+pub use contract::DisputeGame;
+use contract::DisputeGame::DisputeGameErrors;
+
+/// Errors of [`Game`] calls (reverts decode to `DisputeGame::DisputeGameErrors`).
+pub type GameError = ContractError<DisputeGameErrors>;
+
+/// Constructor parameters of `DisputeGame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameConfig {
+    /// The rollup whose dispute hooks the game calls.
+    pub rollup: Address,
+    /// The `OneStepVerifier` used at the bottom of the game.
+    pub verifier: Address,
+    /// Minimum challenger bond in wei.
+    pub min_challenger_bond: U256,
+    /// Initial clock per side, seconds.
+    pub clock: u64,
+    /// Seconds added to a side's clock per move.
+    pub extension: u64,
+}
+
+impl GameConfig {
+    /// Default clocks: 30 minutes per side plus 5 minutes per move.
+    pub fn new(rollup: Address, verifier: Address, min_challenger_bond: U256) -> Self {
+        Self {
+            rollup,
+            verifier,
+            min_challenger_bond,
+            clock: 30 * 60,
+            extension: 5 * 60,
+        }
+    }
+
+    /// Init code: bytecode followed by the ABI-encoded constructor arguments.
+    pub fn init_code(&self) -> Bytes {
+        let mut code = DisputeGame::BYTECODE.to_vec();
+        code.extend_from_slice(
+            &(
+                self.rollup,
+                self.verifier,
+                self.min_challenger_bond,
+                self.clock,
+                self.extension,
+            )
+                .abi_encode_params(),
+        );
+        code.into()
+    }
+}
+
+/// Typed client of one deployed `DisputeGame`.
+#[derive(Debug, Clone)]
+pub struct Game<L> {
+    l1: L,
+    address: Address,
+}
+
+impl<L: L1> Game<L> {
+    /// Deploys a new game from `l1`'s sender (the rollup owner must then call `setDisputeGame` with its address).
+    pub async fn deploy(l1: L, config: &GameConfig) -> Result<Self, GameError> {
+        let receipt = l1
+            .send(TxRequest::create(config.init_code()))
+            .await
+            .map_err(ContractError::from_l1)?;
+        let address = receipt
+            .contract_address
+            .ok_or(ContractError::NoContractAddress)?;
+        Ok(Self { l1, address })
+    }
+
+    /// A client of the game at `address`.
+    pub fn at(l1: L, address: Address) -> Self {
+        Self { l1, address }
+    }
+
+    /// The contract address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The same contract through another handle (another sender).
+    pub fn with_l1<M: L1>(&self, l1: M) -> Game<M> {
+        Game {
+            l1,
+            address: self.address,
+        }
+    }
+
+    /// Sends `call` with `value` wei.
+    pub async fn send<C: SolCall>(&self, call: C, value: U256) -> Result<Receipt, GameError> {
+        self.l1
+            .send(TxRequest::call(self.address, call.abi_encode()).with_value(value))
+            .await
+            .map_err(ContractError::from_l1)
+    }
+
+    /// Runs `call` as an `eth_call` and decodes its return values.
+    pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, GameError> {
+        let out = self
+            .l1
+            .call(TxRequest::call(self.address, call.abi_encode()))
+            .await
+            .map_err(ContractError::from_l1)?;
+        decode_returns::<C, _>(&out)
+    }
+
+    /// Opens a dispute on leaf `index` of `batch_id` (batch proof `proof`) with `bond` wei; returns the dispute id.
+    pub async fn open(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        index: u64,
+        proof: &[B256],
+        bond: U256,
+    ) -> Result<u64, GameError> {
+        let receipt = self
+            .send(
+                DisputeGame::openCall {
+                    batchId: U256::from(batch_id),
+                    leaf: (*leaf).into(),
+                    index: U256::from(index),
+                    proof: proof.to_vec(),
+                },
+                bond,
+            )
+            .await?;
+        // The id is the first indexed topic of this game's `DisputeOpened` log.
+        let id = receipt
+            .logs
+            .iter()
+            .filter(|l| l.inner.address == self.address)
+            .find_map(|l| match l.inner.data.topics() {
+                [sig, id, ..] if *sig == DisputeGame::DisputeOpened::SIGNATURE_HASH => Some(*id),
+                _ => None,
+            })
+            .ok_or(ContractError::MissingEvent {
+                tx_hash: receipt.tx_hash,
+                event: "DisputeOpened",
+            })?;
+        u64::try_from(U256::from_be_bytes(id.0)).map_err(|_| ContractError::OutOfRange("disputeId"))
+    }
+
+    /// The dispute `id`.
+    pub async fn dispute(&self, id: u64) -> Result<DisputeGame::Dispute, GameError> {
+        self.view(DisputeGame::getDisputeCall { id: U256::from(id) })
+            .await
+    }
+
+    /// Credits of `who` waiting for `claim`.
+    pub async fn credits(&self, who: Address) -> Result<U256, GameError> {
+        self.view(DisputeGame::creditsCall { who }).await
+    }
+}
+
+impl From<InferenceLeaf> for DisputeGame::InferenceLeaf {
+    fn from(l: InferenceLeaf) -> Self {
+        Self {
+            version: l.version,
+            requestId: l.requestId,
+            modelRoot: l.modelRoot,
+            promptRoot: l.promptRoot,
+            paramsHash: l.paramsHash,
+            outputHash: l.outputHash,
+            finishReason: l.finishReason,
+            traceRoot: l.traceRoot,
+            opCount: l.opCount,
+            executor: l.executor,
+        }
+    }
+}
+
+/// The executor's `reveal` for the node covering leaves `[start, start + 2^height)` of its trace tree: the left and
+/// right child hashes (zero-padding included). `None` when `height` is 0 or the node is outside the tree.
+pub fn reveal_children(tree: &MerkleTree, start: u64, height: u32) -> Option<(B256, B256)> {
+    let h = height.checked_sub(1)?;
+    let first = start >> h;
+    Some((tree.node(h, first)?, tree.node(h, first + 1)?))
+}
