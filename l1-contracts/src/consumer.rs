@@ -22,13 +22,7 @@ impl<L: L1> Consumer<L> {
     pub async fn deploy(l1: L, rollup: Address) -> Result<Self, ConsumerError> {
         let mut code = ExampleConsumer::BYTECODE.to_vec();
         code.extend(ExampleConsumer::constructorCall { rollup_: rollup }.abi_encode());
-        let receipt = l1
-            .send(TxRequest::create(code))
-            .await
-            .map_err(ContractError::from_l1)?;
-        let address = receipt
-            .contract_address
-            .ok_or(ContractError::NoContractAddress)?;
+        let address = crate::error::deploy_contract(&l1, code).await?;
         Ok(Self { l1, address })
     }
 

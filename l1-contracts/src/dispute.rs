@@ -87,13 +87,7 @@ pub struct Game<L> {
 impl<L: L1> Game<L> {
     /// Deploys a new game from `l1`'s sender (the rollup owner must then call `setDisputeGame` with its address).
     pub async fn deploy(l1: L, config: &GameConfig) -> Result<Self, GameError> {
-        let receipt = l1
-            .send(TxRequest::create(config.init_code()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        let address = receipt
-            .contract_address
-            .ok_or(ContractError::NoContractAddress)?;
+        let address = crate::error::deploy_contract(&l1, config.init_code()).await?;
         Ok(Self { l1, address })
     }
 

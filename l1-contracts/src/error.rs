@@ -1,7 +1,7 @@
 //! [`ContractError`]: errors of the typed contract clients, with reverts decoded to the contract's custom errors.
 
-use crate::l1::L1Error;
-use alloy::primitives::{B256, Bytes};
+use crate::l1::{L1, L1Error, TxRequest};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::{SolCall, SolInterface};
 
 /// An error of a typed contract client; `E` is the contract's custom-error enum (for example
@@ -59,6 +59,20 @@ pub enum ContractError<E: std::fmt::Debug> {
         /// `keccak256` of the calldata.
         computed: B256,
     },
+}
+
+/// Deploys `init_code` from `l1`'s sender and returns the new contract's address (shared by every typed client).
+pub async fn deploy_contract<L: L1, E: SolInterface + std::fmt::Debug>(
+    l1: &L,
+    init_code: impl Into<Bytes>,
+) -> Result<Address, ContractError<E>> {
+    let receipt = l1
+        .send(TxRequest::create(init_code))
+        .await
+        .map_err(ContractError::from_l1)?;
+    receipt
+        .contract_address
+        .ok_or(ContractError::NoContractAddress)
 }
 
 impl<E: SolInterface + std::fmt::Debug> ContractError<E> {

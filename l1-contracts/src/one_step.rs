@@ -52,13 +52,7 @@ pub struct OneStep<L> {
 impl<L: L1> OneStep<L> {
     /// Deploys a new verifier from `l1`'s sender.
     pub async fn deploy(l1: L) -> Result<Self, OneStepError> {
-        let receipt = l1
-            .send(TxRequest::create(OneStepVerifier::BYTECODE.clone()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        let address = receipt
-            .contract_address
-            .ok_or(ContractError::NoContractAddress)?;
+        let address = crate::error::deploy_contract(&l1, OneStepVerifier::BYTECODE.clone()).await?;
         Ok(Self { l1, address })
     }
 

@@ -153,13 +153,7 @@ pub struct Rollup<L> {
 impl<L: L1> Rollup<L> {
     /// Deploys a new rollup from `l1`'s sender.
     pub async fn deploy(l1: L, config: &RollupConfig) -> Result<Self, RollupError> {
-        let receipt = l1
-            .send(TxRequest::create(config.init_code()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        let address = receipt
-            .contract_address
-            .ok_or(ContractError::NoContractAddress)?;
+        let address = crate::error::deploy_contract(&l1, config.init_code()).await?;
         Ok(Self { l1, address })
     }
 
