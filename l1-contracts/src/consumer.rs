@@ -1,7 +1,7 @@
 //! [`Consumer`]: a typed client of `ExampleConsumer`, the contract that acts only on final, valid results.
 
 use crate::bindings::ExampleConsumer::{self, ExampleConsumerErrors};
-use crate::error::{ContractError, decode_returns};
+use crate::error::ContractError;
 use crate::l1::{L1, Receipt, TxRequest};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent};
@@ -45,12 +45,7 @@ impl<L: L1> Consumer<L> {
     }
 
     async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, ConsumerError> {
-        let out = self
-            .l1
-            .call(TxRequest::call(self.address, call.abi_encode()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        decode_returns::<C, _>(&out)
+        crate::error::view_call(&self.l1, self.address, call).await
     }
 
     /// Asks for a completion of `prompt_root` by `model_root` with `reward` wei; returns the question id.

@@ -11,8 +11,8 @@
 //!
 //! [`reveal_children`] gives the executor's answer for a bisection step from its trace leaves.
 
-use crate::error::{ContractError, decode_returns};
-use crate::l1::{L1, Receipt, TxRequest};
+use crate::error::ContractError;
+use crate::l1::{L1, Receipt};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use protocol::{InferenceLeaf, MerkleTree};
@@ -111,20 +111,12 @@ impl<L: L1> Game<L> {
 
     /// Sends `call` with `value` wei.
     pub async fn send<C: SolCall>(&self, call: C, value: U256) -> Result<Receipt, GameError> {
-        self.l1
-            .send(TxRequest::call(self.address, call.abi_encode()).with_value(value))
-            .await
-            .map_err(ContractError::from_l1)
+        crate::error::send_call(&self.l1, self.address, call, value).await
     }
 
     /// Runs `call` as an `eth_call` and decodes its return values.
     pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, GameError> {
-        let out = self
-            .l1
-            .call(TxRequest::call(self.address, call.abi_encode()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        decode_returns::<C, _>(&out)
+        crate::error::view_call(&self.l1, self.address, call).await
     }
 
     /// Opens a dispute on leaf `index` of `batch_id` (batch proof `proof`) with `bond` wei; returns the dispute id.

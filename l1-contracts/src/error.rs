@@ -1,7 +1,7 @@
 //! [`ContractError`]: errors of the typed contract clients, with reverts decoded to the contract's custom errors.
 
-use crate::l1::{L1, L1Error, TxRequest};
-use alloy::primitives::{Address, B256, Bytes};
+use crate::l1::{L1, L1Error, Receipt, TxRequest};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolInterface};
 
 /// An error of a typed contract client; `E` is the contract's custom-error enum (for example
@@ -73,6 +73,31 @@ pub async fn deploy_contract<L: L1, E: SolInterface + std::fmt::Debug>(
     receipt
         .contract_address
         .ok_or(ContractError::NoContractAddress)
+}
+
+/// Runs `call` on the contract at `address` as an `eth_call` and decodes its return values.
+pub async fn view_call<L: L1, C: SolCall, E: SolInterface + std::fmt::Debug>(
+    l1: &L,
+    address: Address,
+    call: C,
+) -> Result<C::Return, ContractError<E>> {
+    let out = l1
+        .call(TxRequest::call(address, call.abi_encode()))
+        .await
+        .map_err(ContractError::from_l1)?;
+    decode_returns::<C, _>(&out)
+}
+
+/// Sends `call` with `value` wei to the contract at `address` and waits for the receipt.
+pub async fn send_call<L: L1, C: SolCall, E: SolInterface + std::fmt::Debug>(
+    l1: &L,
+    address: Address,
+    call: C,
+    value: U256,
+) -> Result<Receipt, ContractError<E>> {
+    l1.send(TxRequest::call(address, call.abi_encode()).with_value(value))
+        .await
+        .map_err(ContractError::from_l1)
 }
 
 impl<E: SolInterface + std::fmt::Debug> ContractError<E> {

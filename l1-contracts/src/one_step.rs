@@ -15,7 +15,7 @@
 //! All op functions are `pure`: [`OneStep::call`] runs them as `eth_call`s; [`OneStep::gas`] sends one as a
 //! transaction to measure its gas.
 
-use crate::error::{ContractError, decode_returns};
+use crate::error::ContractError;
 use crate::l1::{L1, Receipt, TxRequest};
 use alloy::primitives::{Address, Bytes};
 use alloy::sol_types::SolCall;
@@ -73,12 +73,7 @@ impl<L: L1> OneStep<L> {
 
     /// Runs `call` without a transaction (`eth_call`) and decodes its return values.
     pub async fn call<C: SolCall>(&self, call: C) -> Result<C::Return, OneStepError> {
-        let out = self
-            .l1
-            .call(TxRequest::call(self.address, call.abi_encode()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        decode_returns::<C, _>(&out)
+        crate::error::view_call(&self.l1, self.address, call).await
     }
 
     /// Sends `call` as a transaction (the functions are pure: nothing changes) and returns its receipt, whose

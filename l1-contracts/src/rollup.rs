@@ -3,8 +3,8 @@
 //! owner (models, dispute game), plus the dispute-game hooks.
 
 use crate::bindings::InferenceRollup::{self, InferenceRollupErrors, InferenceRollupEvents};
-use crate::error::{ContractError, decode_returns};
-use crate::l1::{L1, L1Log, LogFilter, Receipt, TxRequest};
+use crate::error::ContractError;
+use crate::l1::{L1, L1Log, LogFilter, Receipt};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent, SolEventInterface};
 use protocol::{InferenceLeaf, LeafSignature, MerkleProof};
@@ -181,19 +181,11 @@ impl<L: L1> Rollup<L> {
     }
 
     async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, RollupError> {
-        let out = self
-            .l1
-            .call(TxRequest::call(self.address, call.abi_encode()))
-            .await
-            .map_err(ContractError::from_l1)?;
-        decode_returns::<C, _>(&out)
+        crate::error::view_call(&self.l1, self.address, call).await
     }
 
     async fn send<C: SolCall>(&self, call: C, value: U256) -> Result<Receipt, RollupError> {
-        self.l1
-            .send(TxRequest::call(self.address, call.abi_encode()).with_value(value))
-            .await
-            .map_err(ContractError::from_l1)
+        crate::error::send_call(&self.l1, self.address, call, value).await
     }
 
     // ---- bonds -------------------------------------------------------------------------------------------------
