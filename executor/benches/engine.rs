@@ -79,7 +79,7 @@ fn reference(
     bundle: &ModelBundle,
     prompt: &[u32],
     params: &SamplingParams,
-    sink: &mut dyn TraceSink,
+    sink: &mut (dyn TraceSink + Send),
 ) -> Timing {
     let model = &bundle.model;
     let t = Instant::now();
@@ -114,7 +114,7 @@ fn burn<B: Backend>(
     engine: &BurnEngine<B>,
     prompts: &[Vec<u32>],
     max_tokens: u32,
-    sinks: &mut [Box<dyn TraceSink>],
+    sinks: &mut [Box<dyn TraceSink + Send>],
 ) -> Result<Timing, String> {
     let mut states: Vec<RequestState<B>> = prompts
         .iter()
@@ -191,13 +191,14 @@ fn run_burn<B: Backend>(
         "{}",
         single_traced.line(&format!("burn {label}, 1 stream, trace committed"))
     );
-    let mut sinks: Vec<Box<dyn TraceSink>> = (0..8).map(|_| Box::new(NoTrace) as _).collect();
+    let mut sinks: Vec<Box<dyn TraceSink + Send>> =
+        (0..8).map(|_| Box::new(NoTrace) as _).collect();
     let batch = burn(engine, prompts, max_tokens, &mut sinks)?;
     println!(
         "{}",
         batch.line(&format!("burn {label}, 8 streams, no trace"))
     );
-    let mut sinks: Vec<Box<dyn TraceSink>> = (0..8)
+    let mut sinks: Vec<Box<dyn TraceSink + Send>> = (0..8)
         .map(|_| Box::new(TraceCommitter::default()) as _)
         .collect();
     let batch_traced = burn(engine, prompts, max_tokens, &mut sinks)?;

@@ -19,6 +19,9 @@ use alloy_primitives::B256;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use protocol::{FinishReason, SamplingParams, TraceCommitment};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use vir::IntModel;
 use vir::config::LlamaConfig;
 use vir::interp::{Generation, RunError, TraceCommitter, TraceSink};
@@ -40,6 +43,38 @@ pub struct BurnEngine<B: Backend> {
     model_root: B256,
     model: DeviceModel<B>,
     prefill_chunk: usize,
+    /// Wall time spent emitting ops to sinks (where committing sinks hash), in nanoseconds.
+    emit_nanos: AtomicU64,
+}
+
+/// Checks a request against a model config exactly as `vir::interp::validate_request` does (usable without
+/// the engine, e.g. by a handle on another thread).
+pub fn validate_request(
+    config: &LlamaConfig,
+    prompt: &[u32],
+    params: &SamplingParams,
+) -> Result<(), RunError> {
+    params.validate()?;
+    if prompt.is_empty() {
+        return Err(RunError::EmptyPrompt);
+    }
+    let vocab = config.vocab_size;
+    if let Some((index, &id)) = prompt
+        .iter()
+        .enumerate()
+        .find(|(_, id)| **id as usize >= vocab)
+    {
+        return Err(RunError::TokenOutOfRange { index, id, vocab });
+    }
+    let context = config.context_length;
+    if prompt.len() as u64 + u64::from(params.max_tokens) > context as u64 {
+        return Err(RunError::ContextExceeded {
+            prompt: prompt.len(),
+            max_tokens: params.max_tokens,
+            context,
+        });
+    }
+    Ok(())
 }
 
 /// One request in flight: its program, position, KV cache, trace position and generated tokens.
@@ -130,8 +165,9 @@ pub struct BatchItem<'a, B: Backend> {
     pub request: &'a mut RequestState<B>,
     /// Positions to run: `1..=remaining prompt` while prefilling, exactly 1 while decoding.
     pub positions: usize,
-    /// Receives the request's ops of this step, in trace order.
-    pub sink: &'a mut dyn TraceSink,
+    /// Receives the request's ops of this step, in trace order (sinks of different requests are fed in
+    /// parallel).
+    pub sink: &'a mut (dyn TraceSink + Send),
 }
 
 /// What a step produced for one request.
@@ -183,6 +219,7 @@ impl<B: Backend> BurnEngine<B> {
             stop_ids: model.stop_ids.clone(),
             model_root: model.root,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            emit_nanos: AtomicU64::new(0),
         })
     }
 
@@ -200,6 +237,12 @@ impl<B: Backend> BurnEngine<B> {
         &self.config
     }
 
+    /// Total wall time [`BurnEngine::forward_batch`] has spent emitting ops to the sinks (with committing sinks:
+    /// the trace hashing), since the engine was built.
+    pub fn trace_emit_time(&self) -> Duration {
+        Duration::from_nanos(self.emit_nanos.load(Ordering::Relaxed))
+    }
+
     /// The model root of the model this engine was built from.
     pub fn model_root(&self) -> B256 {
         self.model_root
@@ -207,27 +250,7 @@ impl<B: Backend> BurnEngine<B> {
 
     /// Checks a request exactly as `vir::interp::validate_request` does.
     pub fn validate(&self, prompt: &[u32], params: &SamplingParams) -> Result<(), RunError> {
-        params.validate()?;
-        if prompt.is_empty() {
-            return Err(RunError::EmptyPrompt);
-        }
-        let vocab = self.config.vocab_size;
-        if let Some((index, &id)) = prompt
-            .iter()
-            .enumerate()
-            .find(|(_, id)| **id as usize >= vocab)
-        {
-            return Err(RunError::TokenOutOfRange { index, id, vocab });
-        }
-        let context = self.config.context_length;
-        if prompt.len() as u64 + u64::from(params.max_tokens) > context as u64 {
-            return Err(RunError::ContextExceeded {
-                prompt: prompt.len(),
-                max_tokens: params.max_tokens,
-                context,
-            });
-        }
-        Ok(())
+        validate_request(&self.config, prompt, params)
     }
 
     /// Admits a request: validates it and allocates its KV cache.
@@ -263,7 +286,7 @@ impl<B: Backend> BurnEngine<B> {
         &self,
         prompt: &[u32],
         params: &SamplingParams,
-        sink: &mut dyn TraceSink,
+        sink: &mut (dyn TraceSink + Send),
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generation, EngineError> {
         let mut request = self.start(prompt, params)?;
@@ -296,7 +319,7 @@ impl<B: Backend> BurnEngine<B> {
 
     /// One step of several independent requests: item `i` runs its next `positions` positions, and the head if
     /// the last of them is at or past its last prompt position. Each request's ops go to its own sink in trace
-    /// order, after the whole step has computed: an error while computing (a bad item, a device failure) leaves
+    /// order (requests in parallel), after the whole step has computed: an error while computing (a bad item, a device failure) leaves
     /// every request and sink untouched, so the step can be retried; only a broken internal invariant found
     /// while emitting can leave a step half-emitted.
     pub fn forward_batch(
@@ -393,11 +416,26 @@ impl<B: Backend> BurnEngine<B> {
             };
             items.len()
         ];
+        // Each request's rows go to its own sink; sinks hash, so they run in parallel across requests.
         let mut rows = rec.rows;
-        for (i, (item, span)) in items.iter_mut().zip(&spans).enumerate().rev() {
+        let mut per_item = Vec::with_capacity(spans.len());
+        for span in spans.iter().rev() {
+            per_item.push(rows.split_off(span.first_row));
+        }
+        per_item.reverse();
+        let started = Instant::now();
+        let emitted = items
+            .par_iter_mut()
+            .zip(per_item.par_iter())
+            .try_for_each(|(item, mine)| {
+                let req = &mut *item.request;
+                emit(&req.program, &mut req.next_index, mine, &mut *item.sink)
+            });
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.emit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        emitted?;
+        for (i, (item, span)) in items.iter_mut().zip(&spans).enumerate() {
             let req = &mut *item.request;
-            let mine = rows.split_off(span.first_row);
-            emit(&req.program, &mut req.next_index, &mine, &mut *item.sink)?;
             req.kv.commit(span.rows);
             req.pos += span.rows;
             if let Some(at) = head.items.iter().position(|&it| it == i) {

@@ -33,6 +33,16 @@ impl OpOutput {
     }
 }
 
+impl From<TensorView<'_>> for OpOutput {
+    fn from(view: TensorView<'_>) -> Self {
+        match view {
+            TensorView::I32(v) => Self::I32(v.to_vec()),
+            TensorView::I64(v) => Self::I64(v.to_vec()),
+            TensorView::Q(q) => Self::Q(q.clone()),
+        }
+    }
+}
+
 /// The outputs of one position, in trace order.
 #[derive(Debug, Clone)]
 pub struct RowTrace {

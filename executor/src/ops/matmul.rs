@@ -6,13 +6,19 @@
 //! Measured on burn-flex against folding the weights into exact I64 integers (`w < 2^35`) and one I64 matmul:
 //! the block form is 1.5–2× faster at one row (flex's I64 matmul is a scalar loop) and as fast at 8 rows, with
 //! half the memory.
+//!
+//! On the CPU backend the matmul itself runs on the host ([`HostMatrix`]): the same exact sums, computed by a
+//! kernel that streams each weight row once against every row of the step. The result is bit for bit the same.
 
 use crate::error::EngineError;
-use crate::ops::quant::QBatch;
+use crate::ops::host_matmul::HostMatrix;
+use crate::ops::quant::{QBatch, to_i16};
 use crate::ops::shift::shift_clamp_rows;
-use crate::transfer::{i32_tensor, i64_tensor};
+use crate::transfer::{i32_tensor, i64_tensor, read_i32};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, IntDType, Tensor};
+use std::any::TypeId;
+use std::sync::Arc;
 use vir::ops::WEIGHT_FRAC;
 use vir::weights::{QuantKind, QuantMatrix};
 
@@ -31,6 +37,8 @@ pub struct DeviceMatrix<B: Backend> {
     scales: Tensor<B, 2, Int>,
     /// `M` as I64 `[rows, blocks]` (Q4_1 only).
     mins: Option<Tensor<B, 2, Int>>,
+    /// A host copy for the CPU backend's matmul.
+    host: Option<Arc<HostMatrix>>,
 }
 
 impl<B: Backend> DeviceMatrix<B> {
@@ -71,6 +79,8 @@ impl<B: Backend> DeviceMatrix<B> {
             }
             QuantKind::Q8_0 => None,
         };
+        let host = (TypeId::of::<B>() == TypeId::of::<crate::backend::Cpu>())
+            .then(|| Arc::new(HostMatrix::new(m)));
         Ok(Self {
             rows,
             cols,
@@ -78,6 +88,7 @@ impl<B: Backend> DeviceMatrix<B> {
             quants: i32_tensor::<B, 3>(quants, [blocks, rows, BLOCK], device),
             scales: i64_tensor::<B, 2>(scales, [blocks, rows], device),
             mins,
+            host,
         })
     }
 }
@@ -140,7 +151,18 @@ pub fn matmul<B: Backend>(
             ),
         ));
     }
+    let shifts: Vec<i32> = x
+        .exps
+        .iter()
+        .map(|&e| e - WEIGHT_FRAC + out_frac as i32)
+        .collect();
     let (n, nb) = (w.rows, w.blocks);
+    if let Some(host) = &w.host {
+        let xv = to_i16(&read_i32(x.values.clone())?)?;
+        let y = i64_tensor::<B, 2>(host.matmul_exact(&xv, m), [m, n], &x.values.device());
+        let y = shift_clamp_rows(y, &shifts, i64::from(i32::MIN), i64::from(i32::MAX));
+        return Ok(y.cast(IntDType::I32));
+    }
     let xb = x.values.clone().reshape([m, nb, BLOCK]);
     // [blocks, rows, 32] x [blocks, 32, m]: the per-block dots, exact in I32.
     let acc = w.quants.clone().matmul(xb.clone().permute([1, 2, 0]));
@@ -158,11 +180,6 @@ pub fn matmul<B: Backend>(
             .swap_dims(0, 1);
         y = y.add(mins.clone().matmul(xs));
     }
-    let shifts: Vec<i32> = x
-        .exps
-        .iter()
-        .map(|&e| e - WEIGHT_FRAC + out_frac as i32)
-        .collect();
     let y = shift_clamp_rows(
         y.swap_dims(0, 1),
         &shifts,

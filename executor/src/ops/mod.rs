@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod ffn;
+pub mod host_matmul;
 pub mod matmul;
 pub mod norm;
 pub mod quant;
