@@ -3,29 +3,34 @@ pragma solidity 0.8.37;
 
 import {InferenceLeaf, Protocol} from "./Protocol.sol";
 import {InferenceRollup} from "./InferenceRollup.sol";
-import {OneStepVerifier} from "./OneStepVerifier.sol";
+import {Chunks, OneStepContext, OneStepProof, OneStepProver, TraceOpening} from "./OneStepProver.sol";
+import {OpDesc, ProgramConfig} from "./VirProgram.sol";
 
 /// @title DisputeGame
-/// @notice The interactive fraud-proof game on one leaf of a posted, not yet final batch (docs/protocol.md,
-///         DESIGN.md §5). A bonded challenger opens a dispute against the leaf's executor (the defender). The two
-///         bisect the executor's trace tree (`traceRoot`, `opCount` leaves): the executor reveals the two children
-///         of the current node, the challenger picks the one holding the first leaf they disagree with. At the
-///         bottom (leaf `i`) the challenger states their own leaf hash for `i` and the element of op `i`'s output
-///         they dispute; then op `i` is re-executed for that element by the `OneStepVerifier` from inputs proven
-///         under the executor's earlier trace leaves (`j < i`, which the challenger accepted while bisecting).
+/// @notice The interactive fraud-proof game on one leaf of a posted, not yet final batch (docs/disputes.md,
+///         DESIGN.md §5). A bonded challenger opens a dispute against the leaf's executor (the defender), revealing
+///         the request the leaf commits (prompt length and prompt tensor root under `promptRoot`, sampling
+///         parameters under `paramsHash`, output length under `outputHash`). A leaf over a model the rollup has
+///         not registered, or whose `opCount` is not the program's op count for its prompt and output lengths,
+///         loses at once (`MalformedLeaf`, expected count 0 for an unknown model). Otherwise the two bisect the
+///         executor's trace tree (`traceRoot`, `opCount` leaves): the executor reveals the two children of the
+///         current node, the challenger picks the one holding the first leaf they disagree with. At the bottom (leaf
+///         `i`) the challenger states their own leaf hash for `i` and the output element they dispute; then either
+///         side submits a one-step proof (`proveOneStep`): `OneStepProver` recomputes that element of op `i` from
+///         inputs proven under the executor's earlier trace leaves (which the challenger accepted while bisecting)
+///         and weights/tables proven under the model root, with op `i`'s descriptor taken from the program layout
+///         (registered model config, prompt length, `i`). The executor wins iff its committed element is right.
 ///
 ///         Each side has a chess clock (`clock` seconds, plus `extension` per move); `timeout` lets the waiting side
-///         win once the moving side's clock has run out.
+///         win once the moving side's clock has run out. After `claimLeaf` the executor is the side to move: an
+///         executor that cannot open its own output (wrong descriptor, junk past the tensor length) loses on time.
 ///
 ///         The executor loses: the leaf is invalidated, the executor's whole bond is slashed (half to the
 ///         challenger, half burned) and the challenger's bond is returned. The challenger loses: their bond goes to
 ///         the executor. Payouts are credits withdrawn with `claim`.
 ///
-///         Simplification (this version): the one-step check exists only for ResidualAdd (AttnResidual, code 17;
-///         FfnResidual, code 23). Other ops revert `OpNotSupportedYet(code)`, so such a dispute ends on time only.
-///         The descriptor of op `i` (which op runs at index `i`) is taken from the executor's revealed leaf; its
-///         inputs are bound by the fixed offsets of docs/vir.md §5.1 and checked by descriptor (code, layer, pos,
-///         type, length). Faults outside the disputed element (output length, non-zero padding) are not covered.
+///         Non-interactive fault (`proveUnbondedExecutor`): a posted leaf naming an executor with no bond at all
+///         invalidates the leaf and slashes the sequencer's whole bond (half to the prover, half burned).
 contract DisputeGame {
     /// @notice Where a dispute stands; `executorToMove` says whose turn it is.
     enum Phase {
@@ -60,28 +65,25 @@ contract DisputeGame {
         uint64 challengerClock;
         bytes32 claimedLeaf;
         uint32 element;
+        // keccak256(abi.encode(Request)) of the request revealed at `open`.
+        bytes32 requestHash;
     }
 
-    /// @notice An op descriptor (docs/vir.md §5.3).
-    struct Descriptor {
-        uint8 code;
-        uint16 layer;
-        uint8 round;
-        uint32 pos;
-        uint8 outType;
-        uint32 outLen;
-        uint32 outGroups;
-    }
-
-    /// @notice One trace leaf with one chunk of its output tensor.
-    struct TensorOpening {
-        Descriptor desc;
-        bytes32 outputRoot;
-        // Siblings of the trace leaf under the trace root (unused for the disputed leaf itself).
-        bytes32[] traceProof;
-        // The 1024-byte chunk holding the disputed element, and its proof under `outputRoot`.
-        bytes chunk;
-        bytes32[] chunkProof;
+    /// @notice The request a leaf commits, revealed by the challenger at `open` and checked against the leaf:
+    ///         `promptRoot = keccak256(be8(promptLen) ‖ promptTensorRoot)`, `outputHash = keccak256(be8(outputLen)
+    ///         ‖ outputTensorRoot)` (docs/protocol.md §2), `paramsHash = keccak256(abi.encode(maxTokens,
+    ///         temperatureMilli, topPMilli, seed, choiceIndex))` (§4.1).
+    struct Request {
+        bytes32 modelRoot;
+        uint32 promptLen;
+        bytes32 promptTensorRoot;
+        uint32 outputLen;
+        bytes32 outputTensorRoot;
+        uint32 maxTokens;
+        uint32 temperatureMilli;
+        uint32 topPMilli;
+        uint64 seed;
+        uint32 choiceIndex;
     }
 
     event DisputeOpened(
@@ -95,8 +97,15 @@ contract DisputeGame {
     event Revealed(uint256 indexed disputeId, uint64 start, uint8 height, bytes32 left, bytes32 right);
     event Chosen(uint256 indexed disputeId, bool right, uint64 start, uint8 height, bytes32 node);
     event LeafClaimed(uint256 indexed disputeId, uint64 opIndex, bytes32 executorLeaf, bytes32 claimedLeaf, uint32 element);
-    event OneStepChecked(uint256 indexed disputeId, uint64 opIndex, uint8 code, int32 computed, int32 claimed);
+    event OneStepChecked(uint256 indexed disputeId, uint64 opIndex, uint8 code, int256 computed, int256 claimed);
+    event MalformedLeaf(uint256 indexed disputeId, uint64 opCount, uint256 expectedOpCount);
     event DisputeResolved(uint256 indexed disputeId, bool executorWon, bool onTime, uint256 slashed);
+    event UnbondedExecutorProven(
+        uint256 indexed batchId, uint256 leafIndex, address indexed executor, address indexed sequencer, uint256 slashed
+    );
+    event OutputMismatchProven(
+        uint256 indexed batchId, uint256 leafIndex, address indexed executor, uint32 step, int256 traced, uint256 output
+    );
     event CreditClaimed(address indexed who, uint256 amount);
 
     error ZeroAddress();
@@ -104,6 +113,8 @@ contract DisputeGame {
     error InsufficientBond(uint256 sent, uint256 required);
     error LeafNotInBatch(uint256 batchId, uint256 index);
     error EmptyTrace();
+    error UnknownModel(bytes32 modelRoot);
+    error RequestMismatch(string field);
     error UnknownDispute(uint256 disputeId);
     error WrongPhase(uint256 disputeId, Phase phase);
     error NotYourTurn(address caller);
@@ -113,15 +124,17 @@ contract DisputeGame {
     error ChildIsPadding(uint64 start, uint64 opCount);
     error ClaimAgrees(bytes32 leaf);
     error ElementOutOfRange(uint32 element, uint32 outLen);
-    error OpNotSupportedYet(uint8 code);
-    error BadOpening(string what);
+    error ExecutorBonded(address executor);
+    error OutputMatches(uint32 step);
+    error WrongOpCount(uint64 opCount, uint256 expected);
+    error StepOutOfRange(uint32 step, uint32 outputLen);
     error NothingToClaim(address who);
     error TransferFailed(address to, uint256 amount);
 
     /// @notice The rollup whose hooks this game calls (it must name this contract as its `disputeGame`).
     InferenceRollup public immutable rollup;
-    /// @notice The one-step verifier used at the bottom of the game.
-    OneStepVerifier public immutable verifier;
+    /// @notice The one-step prover used at the bottom of the game.
+    OneStepProver public immutable prover;
     /// @notice The challenger's minimum bond.
     uint256 public immutable minChallengerBond;
     /// @notice Each side's initial clock, in seconds.
@@ -136,21 +149,21 @@ contract DisputeGame {
     mapping(address who => uint256) public credits;
 
     /// @param rollup_ The rollup.
-    /// @param verifier_ The one-step verifier.
+    /// @param prover_ The one-step prover.
     /// @param minChallengerBond_ Minimum challenger bond (may be 0).
     /// @param clock_ Initial clock per side in seconds (e.g. 1800).
     /// @param extension_ Seconds added per move (e.g. 300).
     constructor(
         InferenceRollup rollup_,
-        OneStepVerifier verifier_,
+        OneStepProver prover_,
         uint256 minChallengerBond_,
         uint64 clock_,
         uint64 extension_
     ) {
-        if (address(rollup_) == address(0) || address(verifier_) == address(0)) revert ZeroAddress();
+        if (address(rollup_) == address(0) || address(prover_) == address(0)) revert ZeroAddress();
         if (clock_ == 0) revert ZeroClock();
         rollup = rollup_;
-        verifier = verifier_;
+        prover = prover_;
         minChallengerBond = minChallengerBond_;
         clock = clock_;
         extension = extension_;
@@ -165,15 +178,20 @@ contract DisputeGame {
     /// @param leaf The disputed leaf.
     /// @param index Its index in the batch.
     /// @param proof Its batch Merkle proof.
+    /// @param req The request the leaf commits (checked against the leaf).
     /// @return id The dispute id.
-    function open(uint256 batchId, InferenceLeaf calldata leaf, uint256 index, bytes32[] calldata proof)
-        external
-        payable
-        returns (uint256 id)
-    {
+    function open(
+        uint256 batchId,
+        InferenceLeaf calldata leaf,
+        uint256 index,
+        bytes32[] calldata proof,
+        Request calldata req
+    ) external payable returns (uint256 id) {
         if (msg.value < minChallengerBond) revert InsufficientBond(msg.value, minChallengerBond);
         if (!rollup.verifyLeaf(batchId, rollup.hashLeaf(leaf), index, proof)) revert LeafNotInBatch(batchId, index);
         if (leaf.opCount == 0) revert EmptyTrace();
+        _checkRequest(leaf, req);
+        bool knownModel = rollup.getModel(req.modelRoot).configHash != bytes32(0);
         rollup.disputeOpened(batchId, leaf.executor);
         id = ++disputeCount;
         Dispute storage d = _disputes[id];
@@ -189,6 +207,7 @@ contract DisputeGame {
         d.lastMove = uint64(block.timestamp);
         d.executorClock = clock;
         d.challengerClock = clock;
+        d.requestHash = keccak256(abi.encode(req));
         if (d.height == 0) {
             d.phase = Phase.Claim;
         } else {
@@ -196,6 +215,12 @@ contract DisputeGame {
             d.executorToMove = true;
         }
         emit DisputeOpened(id, batchId, index, leaf.executor, msg.sender, msg.value);
+        // A leaf over an unregistered model, or a trace of the wrong length, is a fault in itself: no bisection.
+        uint256 expected = knownModel ? prover.opCountOf(_config(req), req.outputLen) : 0;
+        if (!knownModel || expected != leaf.opCount) {
+            emit MalformedLeaf(id, leaf.opCount, expected);
+            _resolve(id, d, false, false);
+        }
     }
 
     /// @notice Executor: reveals the children of the current node.
@@ -238,14 +263,19 @@ contract DisputeGame {
         emit Chosen(id, right, d.start, h, d.node);
     }
 
-    /// @notice Challenger, at the leaf: their own leaf hash for op `start` and the disputed output element.
+    /// @notice Challenger, at the leaf: their own leaf hash for op `start` and the disputed output element (an
+    ///         index below the op's output length, which the program layout gives).
     /// @param id The dispute.
     /// @param claimedLeaf The challenger's trace leaf for the op (must differ from the executor's).
     /// @param element Index of the disputed output value.
-    function claimLeaf(uint256 id, bytes32 claimedLeaf, uint32 element) external {
+    /// @param req The request revealed at `open`.
+    function claimLeaf(uint256 id, bytes32 claimedLeaf, uint32 element, Request calldata req) external {
         Dispute storage d = _at(id, Phase.Claim);
+        _checkRequestHash(d, req);
         _tick(d, id, false);
         if (claimedLeaf == d.node) revert ClaimAgrees(claimedLeaf);
+        OpDesc memory o = prover.descriptorOf(_config(req), d.start);
+        if (element >= o.outLen) revert ElementOutOfRange(element, o.outLen);
         d.claimedLeaf = claimedLeaf;
         d.element = element;
         d.phase = Phase.OneStep;
@@ -253,43 +283,34 @@ contract DisputeGame {
         emit LeafClaimed(id, d.start, d.node, claimedLeaf, element);
     }
 
-    /// @notice Either side, at the end: re-executes ResidualAdd for the disputed element. `out` opens the disputed
-    ///         leaf (descriptor, output root, output chunk), `a` the first input (`h_in` / AttnResidual), `b` the
-    ///         second (OProj / DownProj), both with trace proofs under the executor's trace root. The executor wins
-    ///         iff its output element equals `sat32(a + b)`.
+    /// @notice Either side, at the end: the one-step proof of the disputed element (`OneStepProver.check`). The
+    ///         executor wins iff its committed element equals the recomputed one. Only while the executor's clock
+    ///         runs; a proof that does not verify reverts.
     /// @param id The dispute.
-    /// @param out Opening of the disputed op.
-    /// @param a Opening of the first input.
-    /// @param b Opening of the second input.
-    function proveResidualAdd(
-        uint256 id,
-        TensorOpening calldata out,
-        TensorOpening calldata a,
-        TensorOpening calldata b
-    ) external {
+    /// @param req The request revealed at `open`.
+    /// @param p The proof: the executor's output opening, the op's inputs and weights (docs/disputes.md §4).
+    function proveOneStep(uint256 id, Request calldata req, OneStepProof calldata p) external {
         Dispute storage d = _at(id, Phase.OneStep);
         if (msg.sender != d.executor && msg.sender != d.challenger) revert NotYourTurn(msg.sender);
         if (uint256(d.lastMove) + d.executorClock < block.timestamp) revert ClockExpired(id);
-        uint64 i = d.start;
-        Descriptor calldata o = out.desc;
-        if (verifier.traceLeaf(i, _descHash(o), out.outputRoot) != d.node) revert BadOpening("out leaf");
-        if (o.code != 17 && o.code != 23) revert OpNotSupportedYet(o.code);
-        if (o.outType != 1) revert BadOpening("out type");
-        if (d.element >= o.outLen) revert ElementOutOfRange(d.element, o.outLen);
-        // docs/vir.md §5.1: AttnResidual = residual_add(h_in(l) at i-17, OProj at i-1);
-        //                   FfnResidual = residual_add(AttnResidual at i-6, DownProj at i-1).
-        if (o.code == 17) {
-            if (o.layer == 0) _checkInput(d, a, i - 17, 0, 0, o);
-            else _checkInput(d, a, i - 17, 23, o.layer - 1, o);
-            _checkInput(d, b, i - 1, 16, o.layer, o);
-        } else {
-            _checkInput(d, a, i - 6, 17, o.layer, o);
-            _checkInput(d, b, i - 1, 22, o.layer, o);
-        }
-        int32 got = _element(out, d.element);
-        int32 want = verifier.residualAdd(_element(a, d.element), _element(b, d.element));
-        emit OneStepChecked(id, i, o.code, want, got);
-        _resolve(id, d, got == want, false);
+        _checkRequestHash(d, req);
+        OneStepContext memory x = OneStepContext({
+            traceRoot: d.traceRoot,
+            opCount: d.opCount,
+            index: d.start,
+            executorLeaf: d.node,
+            element: d.element,
+            modelRoot: req.modelRoot,
+            promptTensorRoot: req.promptTensorRoot,
+            temperatureMilli: req.temperatureMilli,
+            topPMilli: req.topPMilli,
+            seed: req.seed,
+            choiceIndex: req.choiceIndex
+        });
+        ProgramConfig memory c = _config(req);
+        (bool right, int256 computed, int256 claimed) = prover.check(x, c, p);
+        emit OneStepChecked(id, d.start, prover.descriptorOf(c, d.start).code, computed, claimed);
+        _resolve(id, d, right, false);
     }
 
     /// @notice Anyone: ends a dispute whose moving side's clock has run out; the other side wins.
@@ -301,6 +322,67 @@ contract DisputeGame {
         uint256 deadline = uint256(d.lastMove) + (d.executorToMove ? d.executorClock : d.challengerClock);
         if (block.timestamp <= deadline) revert ClockRunning(id, deadline);
         _resolve(id, d, !d.executorToMove, true);
+    }
+
+    /// @notice Non-interactive fault: leaf `index` of `batchId` names an executor that has no bond (never
+    ///         registered, or fully withdrawn), so nobody answers for it. The leaf is invalidated and the batch's
+    ///         sequencer loses its whole bond: half to the caller, half burned. Only before the batch is final.
+    /// @param batchId The batch.
+    /// @param leaf The leaf.
+    /// @param index Its index in the batch.
+    /// @param proof Its batch Merkle proof.
+    function proveUnbondedExecutor(
+        uint256 batchId,
+        InferenceLeaf calldata leaf,
+        uint256 index,
+        bytes32[] calldata proof
+    ) external {
+        if (!rollup.verifyLeaf(batchId, rollup.hashLeaf(leaf), index, proof)) revert LeafNotInBatch(batchId, index);
+        InferenceRollup.Bond memory b = rollup.bondOf(InferenceRollup.Role.Executor, leaf.executor);
+        if (b.status != InferenceRollup.BondStatus.None) revert ExecutorBonded(leaf.executor);
+        rollup.invalidateLeaf(batchId, index);
+        address sequencer = rollup.getBatch(batchId).sequencer;
+        uint256 amount = rollup.bondOf(InferenceRollup.Role.Sequencer, sequencer).amount;
+        uint256 slashed = rollup.slash(InferenceRollup.Role.Sequencer, sequencer, amount, msg.sender, amount / 2);
+        emit UnbondedExecutorProven(batchId, index, leaf.executor, sequencer, slashed);
+    }
+
+    /// @notice Non-interactive fault: the leaf's output tokens (`outputHash`) disagree with its own trace: token
+    ///         `step` of the output differs from the PickToken output of generation step `step` in the executor's
+    ///         trace (a cached or substituted answer over an honest trace). The leaf is invalidated and the
+    ///         executor's whole bond slashed, half to the caller. The trace must have the program's op count (else
+    ///         `open` settles it). Only before the batch is final.
+    /// @param batchId The batch.
+    /// @param leaf The leaf.
+    /// @param index Its index in the batch.
+    /// @param proof Its batch Merkle proof.
+    /// @param req The request the leaf commits.
+    /// @param step The generation step.
+    /// @param pick Opening of the trace's PickToken op of that step.
+    /// @param outputChunk The output token list's chunk holding token `step`.
+    function proveOutputMismatch(
+        uint256 batchId,
+        InferenceLeaf calldata leaf,
+        uint256 index,
+        bytes32[] calldata proof,
+        Request calldata req,
+        uint32 step,
+        TraceOpening calldata pick,
+        Chunks calldata outputChunk
+    ) external {
+        if (!rollup.verifyLeaf(batchId, rollup.hashLeaf(leaf), index, proof)) revert LeafNotInBatch(batchId, index);
+        _checkRequest(leaf, req);
+        if (step >= req.outputLen) revert StepOutOfRange(step, req.outputLen);
+        ProgramConfig memory c = _config(req);
+        uint256 expected = prover.opCountOf(c, req.outputLen);
+        if (expected != leaf.opCount) revert WrongOpCount(leaf.opCount, expected);
+        int256 traced = prover.pickedToken(c, leaf.traceRoot, leaf.opCount, step, pick);
+        uint256 out = prover.tokenAt(req.outputTensorRoot, req.outputLen, step, outputChunk);
+        if (traced == int256(out)) revert OutputMatches(step);
+        rollup.invalidateLeaf(batchId, index);
+        uint256 amount = rollup.bondOf(InferenceRollup.Role.Executor, leaf.executor).amount;
+        rollup.slash(InferenceRollup.Role.Executor, leaf.executor, amount, msg.sender, amount / 2);
+        emit OutputMismatchProven(batchId, index, leaf.executor, step, traced, out);
     }
 
     /// @notice Pays the caller's credits.
@@ -328,6 +410,11 @@ contract DisputeGame {
         return uint256(d.lastMove) + (d.executorToMove ? d.executorClock : d.challengerClock);
     }
 
+    /// @notice The program parameters of `req`'s model and prompt length (reverts `UnknownModel`).
+    function programConfig(Request calldata req) external view returns (ProgramConfig memory) {
+        return _config(req);
+    }
+
     // ---------------------------------------------------------------------------------------------------------------
     // Internals
     // ---------------------------------------------------------------------------------------------------------------
@@ -336,6 +423,43 @@ contract DisputeGame {
         d = _disputes[id];
         if (d.phase == Phase.None) revert UnknownDispute(id);
         if (d.phase != phase) revert WrongPhase(id, d.phase);
+    }
+
+    function _checkRequest(InferenceLeaf calldata leaf, Request calldata req) internal pure {
+        if (req.modelRoot != leaf.modelRoot) revert RequestMismatch("modelRoot");
+        if (req.promptLen == 0 || keccak256(abi.encodePacked(uint64(req.promptLen), req.promptTensorRoot)) != leaf.promptRoot) {
+            revert RequestMismatch("promptRoot");
+        }
+        if (keccak256(abi.encodePacked(uint64(req.outputLen), req.outputTensorRoot)) != leaf.outputHash) {
+            revert RequestMismatch("outputHash");
+        }
+        bytes32 params =
+            keccak256(abi.encode(req.maxTokens, req.temperatureMilli, req.topPMilli, req.seed, req.choiceIndex));
+        if (params != leaf.paramsHash) revert RequestMismatch("paramsHash");
+    }
+
+    function _checkRequestHash(Dispute storage d, Request calldata req) internal view {
+        if (keccak256(abi.encode(req)) != d.requestHash) revert RequestMismatch("request");
+    }
+
+    function _config(Request calldata req) internal view returns (ProgramConfig memory c) {
+        InferenceRollup.Model memory m = rollup.getModel(req.modelRoot);
+        if (m.configHash == bytes32(0)) revert UnknownModel(req.modelRoot);
+        InferenceRollup.ModelConfig memory k = m.config;
+        c = ProgramConfig({
+            nLayers: k.nLayers,
+            dModel: k.dModel,
+            dFf: k.dFf,
+            nHeads: k.nHeads,
+            nKvHeads: k.nKvHeads,
+            headDim: k.headDim,
+            vocabSize: k.vocabSize,
+            contextLength: k.contextLength,
+            tiedOutput: k.tiedOutput == 1,
+            epsFx: int64(k.epsFx),
+            scoreScale: int64(k.scoreScale),
+            promptLen: req.promptLen
+        });
     }
 
     /// @dev Checks the caller is the side to move and charges the elapsed time to its clock, then adds the extension
@@ -353,41 +477,6 @@ contract DisputeGame {
         }
         d.lastMove = uint64(block.timestamp);
         d.executorToMove = !executorMoves;
-    }
-
-    function _checkInput(
-        Dispute storage d,
-        TensorOpening calldata t,
-        uint64 index,
-        uint8 code,
-        uint16 layer,
-        Descriptor calldata o
-    ) internal view {
-        Descriptor calldata x = t.desc;
-        if (x.code != code || x.layer != layer || x.pos != o.pos || x.outType != 1 || x.outLen != o.outLen) {
-            revert BadOpening("input descriptor");
-        }
-        if (!verifier.verifyTraceLeaf(d.traceRoot, d.opCount, index, _descHash(x), t.outputRoot, t.traceProof)) {
-            revert BadOpening("input leaf");
-        }
-    }
-
-    /// @dev The i32 element `e` of `t`'s output, after checking its chunk.
-    function _element(TensorOpening calldata t, uint32 e) internal view returns (int32) {
-        uint256 pos = uint256(e) * 4;
-        if (!verifier.verifyTensorChunk(t.outputRoot, uint64(pos / Protocol.CHUNK_BYTES), t.chunk, t.chunkProof)) {
-            revert BadOpening("chunk");
-        }
-        uint256 o = pos % Protocol.CHUNK_BYTES;
-        bytes calldata c = t.chunk;
-        return int32(
-            uint32(uint8(c[o])) | (uint32(uint8(c[o + 1])) << 8) | (uint32(uint8(c[o + 2])) << 16)
-                | (uint32(uint8(c[o + 3])) << 24)
-        );
-    }
-
-    function _descHash(Descriptor calldata x) internal pure returns (bytes32) {
-        return keccak256(abi.encodePacked(x.code, x.layer, x.round, x.pos, x.outType, x.outLen, x.outGroups));
     }
 
     function _resolve(uint256 id, Dispute storage d, bool executorWon, bool onTime) internal {

@@ -4,8 +4,8 @@
 //! A bonded challenger opens a dispute (`open`), the leaf's executor reveals the two children of the current node of
 //! its trace tree (`reveal`), the challenger picks the child holding the first op they disagree with (`choose`),
 //! until one trace leaf `i` is left; the challenger states their own leaf hash for `i` and the disputed output
-//! element (`claimLeaf`); then either side re-executes that element on chain (`proveResidualAdd`, ResidualAdd ops
-//! only in this version: other ops revert `OpNotSupportedYet(code)` and end on time). Each side has a chess clock;
+//! element (`claimLeaf`); then either side re-executes that element on chain (`proveOneStep`, every VIR op: the
+//! `OneStepProver` contract reads the op's inputs by Merkle proofs, see [`crate::prover`]). Each side has a chess clock;
 //! `timeout` lets the waiting side win. The loser pays: an executor is slashed (whole bond, half to the challenger)
 //! and its leaf invalidated; a challenger's bond goes to the executor. Payouts are credits paid by `claim`.
 //!
@@ -27,8 +27,19 @@ mod contract {
     );
 }
 
+#[allow(missing_docs, clippy::too_many_arguments)]
+mod prover_contract {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        OneStepProver,
+        "artifacts/OneStepProver.json"
+    );
+}
+
 pub use contract::DisputeGame;
 use contract::DisputeGame::DisputeGameErrors;
+pub use prover_contract::OneStepProver;
 
 /// Errors of [`Game`] calls (reverts decode to `DisputeGame::DisputeGameErrors`).
 pub type GameError = ContractError<DisputeGameErrors>;
@@ -38,8 +49,8 @@ pub type GameError = ContractError<DisputeGameErrors>;
 pub struct GameConfig {
     /// The rollup whose dispute hooks the game calls.
     pub rollup: Address,
-    /// The `OneStepVerifier` used at the bottom of the game.
-    pub verifier: Address,
+    /// The `OneStepProver` used at the bottom of the game.
+    pub prover: Address,
     /// Minimum challenger bond in wei.
     pub min_challenger_bond: U256,
     /// Initial clock per side, seconds.
@@ -50,10 +61,10 @@ pub struct GameConfig {
 
 impl GameConfig {
     /// Default clocks: 30 minutes per side plus 5 minutes per move.
-    pub fn new(rollup: Address, verifier: Address, min_challenger_bond: U256) -> Self {
+    pub fn new(rollup: Address, prover: Address, min_challenger_bond: U256) -> Self {
         Self {
             rollup,
-            verifier,
+            prover,
             min_challenger_bond,
             clock: 30 * 60,
             extension: 5 * 60,
@@ -66,7 +77,7 @@ impl GameConfig {
         code.extend_from_slice(
             &(
                 self.rollup,
-                self.verifier,
+                self.prover,
                 self.min_challenger_bond,
                 self.clock,
                 self.extension,
@@ -119,13 +130,15 @@ impl<L: L1> Game<L> {
         crate::error::view_call(&self.l1, self.address, call).await
     }
 
-    /// Opens a dispute on leaf `index` of `batch_id` (batch proof `proof`) with `bond` wei; returns the dispute id.
+    /// Opens a dispute on leaf `index` of `batch_id` (batch proof `proof`, the request `req` the leaf commits, see
+    /// [`crate::prover::request`]) with `bond` wei; returns the dispute id.
     pub async fn open(
         &self,
         batch_id: u64,
         leaf: &InferenceLeaf,
         index: u64,
         proof: &[B256],
+        req: &DisputeGame::Request,
         bond: U256,
     ) -> Result<u64, GameError> {
         let receipt = self
@@ -135,6 +148,7 @@ impl<L: L1> Game<L> {
                     leaf: (*leaf).into(),
                     index: U256::from(index),
                     proof: proof.to_vec(),
+                    req: req.clone(),
                 },
                 bond,
             )
@@ -161,6 +175,125 @@ impl<L: L1> Game<L> {
             .await
     }
 
+    /// Executor: reveals the children of the current node (from its trace tree).
+    pub async fn reveal(&self, id: u64, left: B256, right: B256) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::revealCall {
+                id: U256::from(id),
+                left,
+                right,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Challenger: descends left or right.
+    pub async fn choose(&self, id: u64, right: bool) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::chooseCall {
+                id: U256::from(id),
+                right,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Challenger, at the leaf: its own leaf hash and the disputed element.
+    pub async fn claim_leaf(
+        &self,
+        id: u64,
+        claimed_leaf: B256,
+        element: u32,
+        req: &DisputeGame::Request,
+    ) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::claimLeafCall {
+                id: U256::from(id),
+                claimedLeaf: claimed_leaf,
+                element,
+                req: req.clone(),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Either side: the one-step proof (see [`crate::prover::one_step_proof`]).
+    pub async fn prove_one_step(
+        &self,
+        id: u64,
+        req: &DisputeGame::Request,
+        proof: DisputeGame::OneStepProof,
+    ) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::proveOneStepCall {
+                id: U256::from(id),
+                req: req.clone(),
+                p: proof,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Anyone: ends a dispute whose moving side ran out of time.
+    pub async fn timeout(&self, id: u64) -> Result<Receipt, GameError> {
+        self.send(DisputeGame::timeoutCall { id: U256::from(id) }, U256::ZERO)
+            .await
+    }
+
+    /// Non-interactive fault: leaf `index` of `batch_id` names an executor with no bond; slashes the sequencer.
+    pub async fn prove_unbonded_executor(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        index: u64,
+        proof: &[B256],
+    ) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::proveUnbondedExecutorCall {
+                batchId: U256::from(batch_id),
+                leaf: (*leaf).into(),
+                index: U256::from(index),
+                proof: proof.to_vec(),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Non-interactive fault: output token `step` of the leaf differs from its trace's PickToken of that step
+    /// (`pick` and `output_chunk` from [`crate::prover::output_mismatch_openings`]); slashes the executor.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn prove_output_mismatch(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        index: u64,
+        proof: &[B256],
+        req: &DisputeGame::Request,
+        step: u32,
+        pick: DisputeGame::TraceOpening,
+        output_chunk: DisputeGame::Chunks,
+    ) -> Result<Receipt, GameError> {
+        self.send(
+            DisputeGame::proveOutputMismatchCall {
+                batchId: U256::from(batch_id),
+                leaf: (*leaf).into(),
+                index: U256::from(index),
+                proof: proof.to_vec(),
+                req: req.clone(),
+                step,
+                pick,
+                outputChunk: output_chunk,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
     /// Credits of `who` waiting for `claim`.
     pub async fn credits(&self, who: Address) -> Result<U256, GameError> {
         self.view(DisputeGame::creditsCall { who }).await
@@ -182,6 +315,13 @@ impl From<InferenceLeaf> for DisputeGame::InferenceLeaf {
             executor: l.executor,
         }
     }
+}
+
+/// Deploys a `OneStepProver` over the `OneStepVerifier` at `verifier`; returns its address.
+pub async fn deploy_prover<L: L1>(l1: &L, verifier: Address) -> Result<Address, GameError> {
+    let mut code = OneStepProver::BYTECODE.to_vec();
+    code.extend_from_slice(&verifier.abi_encode());
+    crate::error::deploy_contract(l1, Bytes::from(code)).await
 }
 
 /// The executor's `reveal` for the node covering leaves `[start, start + 2^height)` of its trace tree: the left and

@@ -98,6 +98,9 @@ pub enum GasReportError {
     /// A Merkle proof could not be built.
     #[error(transparent)]
     Merkle(#[from] protocol::MerkleError),
+    /// A dispute-game call or a one-step proof failed.
+    #[error("dispute game: {0}")]
+    Game(String),
     /// The development accounts are missing.
     #[error("development account {0} is missing")]
     NoAccount(usize),
@@ -398,5 +401,6 @@ pub async fn gas_report() -> Result<GasReport, GasReportError> {
     let r = as_exec.withdraw(Role::Executor).await?;
     rec.record("withdraw", "executor", &r, 36, 0);
 
+    crate::one_step_gas::dispute_entries(&mut rec.report.entries).await?;
     Ok(rec.report)
 }

@@ -11,7 +11,8 @@
 //!   bumping, retries and confirmations; [`LogFollower`](rpc::LogFollower): confirmed, reorg-aware, resumable event
 //!   following over any [`L1`].
 //! - [`anvil`]: starts the pinned npm anvil for tests and the devnet.
-//! - [`dispute`]: the `DisputeGame` client (bisection, clocks, one-step resolution).
+//! - [`dispute`]: the `DisputeGame` and `OneStepProver` clients (bisection, clocks, one-step resolution, the
+//!   non-interactive unbonded-executor fault); [`prover`]: builds one-step proofs from a trace and a model.
 //! - [`dev`]: anvil's development accounts; [`gas`]: the gas report.
 //!
 //! The contracts reproduce `docs/protocol.md` exactly: the EIP-712 leaf hash and domain, the keccak Merkle tree with
@@ -30,6 +31,8 @@ pub mod error;
 pub mod gas;
 pub mod l1;
 pub mod one_step;
+mod one_step_gas;
+pub mod prover;
 pub mod rollup;
 pub mod rpc;
 

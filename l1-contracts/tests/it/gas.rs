@@ -33,3 +33,31 @@ async fn post_batch_gas() {
     let big = posts.iter().find(|e| e.case.contains("128 KiB")).unwrap();
     assert!(big.gas_without_data() - hi < 128 * 1024);
 }
+
+#[tokio::test]
+async fn dispute_game_gas_targets() {
+    let report = gas_report().await.unwrap();
+    let find =
+        |f: &str| -> Vec<&GasEntry> { report.entries.iter().filter(|e| e.function == f).collect() };
+    // One bisection move ≤ 150k gas.
+    for f in ["reveal", "choose"] {
+        let e = find(f);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].gas_used <= 150_000, "{f}: {}", e[0].gas_used);
+    }
+    // A one-step proof of every op kind at SmolLM2's longest context: ≤ 5M gas; ≤ 120 KB calldata except
+    // AttnWeightedSum (64 VProj chunks under 64 trace leaves: recorded in docs/performance.md).
+    let steps = find("proveOneStep");
+    assert!(steps.len() >= 37, "{}", steps.len());
+    for e in steps {
+        assert!(e.gas_used <= 5_000_000, "{}: {} gas", e.case, e.gas_used);
+        if !e.case.starts_with("AttnWeightedSum") {
+            assert!(
+                e.calldata_bytes <= 120_000,
+                "{}: {} bytes",
+                e.case,
+                e.calldata_bytes
+            );
+        }
+    }
+}
