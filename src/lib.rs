@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod model_ref;
 pub mod model_store;
+pub mod node;

@@ -1,9 +1,11 @@
 //! The executor-facing HTTP API (bodies in [`crate::wire`]): lease, heartbeat, stream tokens, complete.
 //!
 //! Executors authenticate through the [`ExecutorAuth`] seam. For now the only implementation is [`AllowList`]:
-//! bearer tokens configured per executor. The signature is stored as given; the batcher
-//! ([`crate::settlement::batcher`]) checks it against the rollup's EIP-712 domain, and the executor's L1 bond, before
-//! it batches the leaf (a leaf that fails is marked `invalid`). Refusing such a completion here is still to do.
+//! bearer tokens configured per executor. When the state has a leaf verifier ([`crate::verify`]), `complete` refuses
+//! a result whose leaf differs from the job (400 `leaf_mismatch`), whose signature is missing or does not recover the
+//! named executor (400 `invalid_signature`), or whose executor has no active bond on L1 (403 `executor_not_bonded`);
+//! an unreachable L1 is a 503. A refused result is not stored: the lease runs out and the job is leased again. The
+//! batcher ([`crate::settlement::batcher`]) checks all of it again before it posts the leaf.
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -11,16 +13,17 @@ use crate::keys::{bearer, hash_key};
 use crate::leaf::{LeafContext, build_leaf, check_outcome};
 use crate::server::AppState;
 use crate::storage::{JobOutcome, StorageError};
+use crate::verify::VerifyError;
 use crate::wire::{
-    CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest,
-    LeaseResponse, TokensRequest, TokensResponse,
+    CompleteRequest, CompleteResponse, ExecutorInfo, ExecutorModel, HeartbeatRequest,
+    HeartbeatResponse, LeaseRequest, LeaseResponse, TokensRequest, TokensResponse,
 };
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::routing::post;
+use axum::routing::{get, post};
 use protocol::token_ids_root;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,6 +93,26 @@ pub fn router() -> Router<AppState> {
         .route("/executor/v1/heartbeat", post(heartbeat))
         .route("/executor/v1/tokens", post(tokens))
         .route("/executor/v1/complete", post(complete))
+        .route("/executor/v1/info", get(info))
+}
+
+async fn info(State(state): State<AppState>, ExecutorId(_): ExecutorId) -> Json<ExecutorInfo> {
+    let domain = state.leaf_verifier().map(|v| v.domain().clone());
+    Json(ExecutorInfo {
+        chain_id: domain
+            .as_ref()
+            .and_then(|d| d.chain_id)
+            .and_then(|c| u64::try_from(c).ok()),
+        rollup: domain.and_then(|d| d.verifying_contract),
+        models: state
+            .models()
+            .iter()
+            .map(|m| ExecutorModel {
+                id: m.id.clone(),
+                model_root: m.root,
+            })
+            .collect(),
+    })
 }
 
 fn lease_duration(state: &AppState, lease_ms: Option<u64>) -> Duration {
@@ -211,6 +234,20 @@ async fn complete(
         req.op_count,
         req.executor,
     );
+    if let Some(verifier) = state.leaf_verifier() {
+        // Only a result for a lease this executor holds is worth an L1 read; a stale one fails below anyway.
+        if let Err(e) = verifier
+            .verify(&leaf, req.leaf.as_ref(), req.signature.as_ref())
+            .await
+        {
+            state
+                .metrics()
+                .jobs_refused
+                .with_label_values(&[refusal_label(&e)])
+                .inc();
+            return Err(refusal(e));
+        }
+    }
     let leaf_hash = leaf.hash();
     let lease = crate::storage::LeaseRef {
         job_id: req.job_id,
@@ -238,4 +275,43 @@ async fn complete(
     metrics.jobs_completed.inc();
     metrics.tokens_generated.inc_by(req.tokens.len() as u64);
     Ok(Json(CompleteResponse { leaf, leaf_hash }))
+}
+
+fn refusal_label(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::Unsigned | VerifyError::Signature { .. } => "signature",
+        VerifyError::FieldMismatch { .. } => "leaf_mismatch",
+        VerifyError::NotBonded(_) => "not_bonded",
+        VerifyError::L1(_) => "l1_unavailable",
+    }
+}
+
+fn refusal(e: VerifyError) -> ApiError {
+    match &e {
+        VerifyError::Unsigned | VerifyError::Signature { .. } => ApiError::invalid(
+            e.to_string(),
+            Some("signature".into()),
+            Some("invalid_signature"),
+        ),
+        VerifyError::FieldMismatch { .. } => {
+            ApiError::invalid(e.to_string(), Some("leaf".into()), Some("leaf_mismatch"))
+        }
+        VerifyError::NotBonded(_) => ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "permission_error",
+            e.to_string(),
+            Some("executor".into()),
+            Some("executor_not_bonded"),
+        ),
+        VerifyError::L1(_) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                e.to_string(),
+                None,
+                Some("l1_unavailable"),
+            )
+        },
+    }
 }

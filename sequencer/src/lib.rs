@@ -9,8 +9,9 @@
 //! * [`settlement`] batches executed leaves, posts the batches to L1 and finalizes them (one leader per database);
 //!   [`receipt`] shows the result: leaf, batch, Merkle proof, L1 transaction and status.
 //!
-//! Checking leaf signatures and executor bonds when an executor completes a job is not here yet: the batcher checks
-//! both before it stakes the sequencer's bond on a leaf, and never batches a leaf that fails.
+//! * [`verify`] checks a completed leaf (fields, signature, executor bond on L1) before it is stored; the batcher
+//!   checks again before it stakes the sequencer's bond on a leaf;
+//! * [`worker`] is the remote executor loop over the executor API, generic over the inference engine.
 
 pub mod admin;
 pub mod admission;
@@ -34,7 +35,9 @@ pub mod server;
 pub mod settlement;
 pub mod stop;
 pub mod storage;
+pub mod verify;
 pub mod wire;
+pub mod worker;
 
 pub use error::{ApiError, ErrorBody};
 pub use server::{AppState, SequencerConfig, admin_router, public_router};

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub jobs_completed: IntCounter,
     /// `verinfer_sequencer_tokens_generated_total`.
     pub tokens_generated: IntCounter,
+    /// `verinfer_sequencer_jobs_refused_total{reason}`: completions refused by the leaf checks (`signature`,
+    /// `leaf_mismatch`, `not_bonded`, `l1_unavailable`).
+    pub jobs_refused: IntCounterVec,
     /// `verinfer_sequencer_time_to_first_token_seconds` of streamed responses.
     pub time_to_first_token: Histogram,
     /// Batching, posting and finalization.
@@ -246,6 +249,14 @@ impl Metrics {
         registry.register(Box::new(admitted.clone()))?;
         registry.register(Box::new(admission_latency.clone()))?;
         registry.register(Box::new(jobs_leased.clone()))?;
+        let jobs_refused = IntCounterVec::new(
+            prometheus::Opts::new(
+                "verinfer_sequencer_jobs_refused_total",
+                "Executor completions refused by the leaf checks, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(jobs_refused.clone()))?;
         registry.register(Box::new(jobs_completed.clone()))?;
         registry.register(Box::new(tokens_generated.clone()))?;
         registry.register(Box::new(time_to_first_token.clone()))?;
@@ -260,6 +271,7 @@ impl Metrics {
             jobs_leased,
             jobs_completed,
             tokens_generated,
+            jobs_refused,
             time_to_first_token,
             settlement,
         })

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::ratelimit::RateLimiter;
 use crate::storage::SharedStorage;
+use crate::verify::LeafVerifier;
 use crate::{admin, api, executor_api, metrics};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -72,6 +73,7 @@ struct Inner {
     executor_auth: Arc<dyn ExecutorAuth>,
     clock: crate::clock::SharedClock,
     queued: AtomicU64,
+    verifier: std::sync::OnceLock<Arc<dyn LeafVerifier>>,
 }
 
 /// Shared state of every route (cheap to clone).
@@ -107,6 +109,7 @@ impl AppState {
             executor_auth,
             clock,
             queued: AtomicU64::new(0),
+            verifier: std::sync::OnceLock::new(),
         })))
     }
 
@@ -153,6 +156,18 @@ impl AppState {
     /// Executor authentication.
     pub fn executor_auth(&self) -> &dyn ExecutorAuth {
         self.0.executor_auth.as_ref()
+    }
+
+    /// Requires every completed leaf to be signed by a bonded executor and to match its job ([`crate::verify`]);
+    /// without a verifier results are stored as given (the batcher still checks before posting). Set once; `false`
+    /// when one was already set.
+    pub fn set_leaf_verifier(&self, verifier: Arc<dyn LeafVerifier>) -> bool {
+        self.0.verifier.set(verifier).is_ok()
+    }
+
+    /// The leaf verifier, when set.
+    pub fn leaf_verifier(&self) -> Option<&Arc<dyn LeafVerifier>> {
+        self.0.verifier.get()
     }
 
     /// Clock.

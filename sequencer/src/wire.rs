@@ -4,7 +4,8 @@
 //! * `POST /executor/v1/lease` [`LeaseRequest`] → [`LeaseResponse`] (long-polls up to `wait_ms` when no job waits);
 //! * `POST /executor/v1/heartbeat` [`HeartbeatRequest`] → [`HeartbeatResponse`];
 //! * `POST /executor/v1/tokens` [`TokensRequest`] → [`TokensResponse`] (idempotent: tokens at `offset..`);
-//! * `POST /executor/v1/complete` [`CompleteRequest`] → [`CompleteResponse`] (idempotent).
+//! * `POST /executor/v1/complete` [`CompleteRequest`] → [`CompleteResponse`] (idempotent);
+//! * `GET /executor/v1/info` → [`ExecutorInfo`] (the signing domain and the served models).
 //!
 //! Errors use the OpenAI error body; a lost lease or tokens that contradict those already streamed are 409.
 
@@ -132,9 +133,35 @@ pub struct CompleteRequest {
     pub op_count: u64,
     /// Address that signs the leaf.
     pub executor: Address,
-    /// EIP-712 signature over the leaf (stored; the batcher never batches a leaf without a valid one).
+    /// EIP-712 signature over the leaf. A sequencer with L1 checks refuses a completion without a valid signature
+    /// of a bonded executor (and the batcher never batches a leaf without one).
     #[serde(default)]
     pub signature: Option<LeafSignature>,
+    /// The leaf the executor signed; when sent, the sequencer names the first field that differs from the job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<InferenceLeaf>,
+}
+
+/// `GET /executor/v1/info`: what an executor needs to sign leaves and pick its model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorInfo {
+    /// Chain id of the rollup's chain (EIP-712 `chainId`), when the sequencer checks leaves against L1.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// The rollup contract (EIP-712 `verifyingContract`), when the sequencer checks leaves against L1.
+    #[serde(default)]
+    pub rollup: Option<Address>,
+    /// Served models.
+    pub models: Vec<ExecutorModel>,
+}
+
+/// A served model as executors see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorModel {
+    /// Model id.
+    pub id: String,
+    /// Model root.
+    pub model_root: B256,
 }
 
 /// The accepted leaf.

@@ -1,6 +1,6 @@
 //! Test harness: fresh databases (a new Postgres database per test, dropped afterwards; an SQLite file in a temp
-//! dir), a sequencer served on 127.0.0.1 with the tiny synthetic model, and an in-test executor that leases over the
-//! executor API and runs the real reference interpreter (`vir::interp::generate`).
+//! dir), a sequencer served on 127.0.0.1 with the tiny synthetic model, and an executor (the library worker over the
+//! executor API, running the reference interpreter `vir::interp::generate`).
 
 use protocol::{Address, FinishReason};
 use reqwest::StatusCode;
@@ -12,14 +12,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use verinfer_sequencer::clock::{self, SharedClock};
 use verinfer_sequencer::executor_api::AllowList;
-use verinfer_sequencer::leaf::{LeafContext, build_leaf};
 use verinfer_sequencer::model::ServedModel;
 use verinfer_sequencer::storage::{PgStorage, SharedStorage, SqliteStorage};
-use verinfer_sequencer::wire::{CompleteRequest, LeaseResponse, TokensRequest, WireJob};
+use verinfer_sequencer::worker::{ReferenceEngine, Worker, WorkerConfig};
 use verinfer_sequencer::{AppState, SequencerConfig, admin_router, public_router};
 use vir::bundle::ModelBundle;
 use vir::gguf::GgufFile;
-use vir::interp::{TraceCommitter, generate};
+use vir::interp::generate;
 use vir::synthetic::{SyntheticSpec, synthetic_gguf};
 
 /// Model id the tests use.
@@ -296,134 +295,39 @@ impl LeafSigner {
     }
 }
 
-/// The in-test executor: leases over HTTP, runs the reference interpreter, streams tokens, completes with the trace
-/// commitment (unsigned, executor `0x11…11`).
+/// The in-test executor: the library worker ([`verinfer_sequencer::worker`]) over HTTP with the reference
+/// interpreter, signing with a development key under a placeholder domain (servers without L1 checks store the
+/// signature as given).
 pub fn spawn_worker(base: String, token: String) -> JoinHandle<()> {
     spawn_worker_with(base, token, None)
 }
 
-/// [`spawn_worker`] that signs each leaf with `signer` (and names its address as the executor) when given.
+/// [`spawn_worker`] that signs each leaf as `signer` (its key, its rollup's domain) when given.
 pub fn spawn_worker_with(
     base: String,
     token: String,
     signer: Option<LeafSigner>,
 ) -> JoinHandle<()> {
+    let signer = signer.unwrap_or_else(|| LeafSigner {
+        account: l1_contracts::dev::accounts()[9].clone(),
+        domain: protocol::leaf_domain(31337, Address::repeat_byte(0x11)),
+    });
+    let config = WorkerConfig {
+        token: Some(token),
+        concurrency: 8,
+        wait: Duration::from_millis(500),
+        heartbeat_every: Duration::from_secs(5),
+        max_backoff: Duration::from_millis(200),
+        domain: Some(signer.domain.clone()),
+        ..WorkerConfig::new(base)
+    };
+    let engine = Arc::new(ReferenceEngine::new(bundle().clone()));
+    let worker = Worker::new(config, engine, signer.account.signer.clone()).expect("worker");
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
-        loop {
-            let Ok(r) = http
-                .post(format!("{base}/executor/v1/lease"))
-                .bearer_auth(&token)
-                .json(&json!({"max_jobs": 8, "wait_ms": 2000, "lease_ms": 30000}))
-                .send()
-                .await
-            else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let Ok(leased) = r.json::<LeaseResponse>().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let runs: Vec<_> = leased
-                .jobs
-                .into_iter()
-                .map(|job| {
-                    tokio::spawn(run_job(
-                        http.clone(),
-                        base.clone(),
-                        token.clone(),
-                        job,
-                        signer.clone(),
-                    ))
-                })
-                .collect();
-            for r in runs {
-                let _ = r.await;
-            }
+        if let Err(e) = worker.run(std::future::pending()).await {
+            eprintln!("test worker stopped: {e}");
         }
     })
-}
-
-/// Executes one job with `vir::interp::generate`, posting tokens as they are produced.
-pub async fn run_job(
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    job: WireJob,
-    signer: Option<LeafSigner>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
-    let prompt = job.prompt_tokens.clone();
-    let params = job.params;
-    let gen_task = tokio::task::spawn_blocking(move || {
-        let mut sink = TraceCommitter::default();
-        let generation = generate(&bundle().model, &prompt, &params, &mut sink, &mut |t| {
-            let _ = tx.send(t);
-        });
-        generation.map(|g| (g, sink.finish()))
-    });
-    let mut offset = 0u32;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(t) = rx.try_recv() {
-            batch.push(t);
-        }
-        let n = batch.len() as u32;
-        let _ = http
-            .post(format!("{base}/executor/v1/tokens"))
-            .bearer_auth(&token)
-            .json(&TokensRequest {
-                job_id: job.job_id,
-                attempt: job.attempt,
-                offset,
-                tokens: batch,
-            })
-            .send()
-            .await;
-        offset += n;
-    }
-    let Ok(Ok((generation, trace))) = gen_task.await else {
-        return;
-    };
-    let (executor, signature) = match &signer {
-        Some(signer) => {
-            let ctx = LeafContext {
-                request_id: job.request_id,
-                model_root: job.model_root,
-                prompt_root: protocol::token_ids_root(&job.prompt_tokens),
-                params_hash: job.params.params_hash(),
-            };
-            let leaf = build_leaf(
-                &ctx,
-                &generation.tokens,
-                generation.finish_reason,
-                trace.root,
-                trace.op_count,
-                signer.account.address,
-            );
-            (signer.account.address, Some(signer.sign(&leaf)))
-        }
-        None => (Address::repeat_byte(0x11), None),
-    };
-    let _ = http
-        .post(format!("{base}/executor/v1/complete"))
-        .bearer_auth(&token)
-        .json(&CompleteRequest {
-            job_id: job.job_id,
-            attempt: job.attempt,
-            tokens: generation.tokens,
-            finish_reason: generation.finish_reason,
-            trace_root: trace.root,
-            op_count: trace.op_count,
-            executor,
-            signature,
-        })
-        .send()
-        .await;
 }
 
 /// The reference result of a choice, computed directly (for comparing with what the API returned).

@@ -5,6 +5,7 @@ mod bad_input;
 mod bench;
 mod common;
 mod keys;
+mod leaf_checks;
 mod openai_client;
 mod settlement;
 mod storage;

@@ -1,0 +1,103 @@
+//! `verinfer bench`: measures the reference interpreter, the executor's burn engine (single stream) and the
+//! continuous-batching scheduler (several streams) on one model, in one process (`executor::bench`).
+
+use super::generate::Device;
+use crate::model_ref::ModelRef;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use executor::BurnEngine;
+use executor::bench::{BenchConfig, BenchReport, run};
+use vir::bundle::ModelBundle;
+use vir::tokenizer::ChatMessage;
+
+/// Chat prompts the benchmark cycles through (one per stream, round robin).
+const PROMPTS: [&str; 8] = [
+    "Write a short story about a dragon who learns to read.",
+    "Explain how a bicycle works.",
+    "Describe the water cycle in detail.",
+    "What are the benefits of regular exercise?",
+    "Write a poem about autumn leaves.",
+    "Explain what a computer program is to a child.",
+    "List some interesting facts about the ocean.",
+    "How do plants make their food?",
+];
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// `smollm2` (fetched and verified on first use), `tiny` (synthetic test model) or a GGUF path.
+    #[arg(long, default_value = "smollm2")]
+    pub model: ModelRef,
+    /// Device of the burn engine.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 16)]
+    pub tokens: u32,
+    /// Concurrent stream counts run through the scheduler, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    pub streams: Vec<usize>,
+    /// Scheduler token budget per step.
+    #[arg(long, default_value_t = 256)]
+    pub step_tokens: usize,
+    /// Skip the reference interpreter (its ratios are then 0).
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The benchmark prompts as token ids: chat-templated when the tokenizer has a template, plain otherwise.
+fn prompts(bundle: &ModelBundle) -> Result<Vec<Vec<u32>>> {
+    PROMPTS
+        .iter()
+        .map(|p| {
+            let tok = &bundle.tokenizer;
+            tok.encode_chat(&[ChatMessage::new("user", *p)], true)
+                .or_else(|_| tok.encode(p))
+                .with_context(|| format!("tokenizing the benchmark prompt {p:?}"))
+        })
+        .collect()
+}
+
+fn measure<B: executor::Backend>(
+    bundle: &ModelBundle,
+    device: B::Device,
+    prompts: &[Vec<u32>],
+    config: &BenchConfig,
+) -> Result<BenchReport> {
+    let engine = BurnEngine::<B>::new(&bundle.model, device)?;
+    Ok(run(&bundle.model, engine, prompts, config)?.0)
+}
+
+pub fn run_bench(args: BenchArgs) -> Result<()> {
+    if args.tokens == 0 {
+        bail!("--tokens must be at least 1");
+    }
+    if args.streams.contains(&0) {
+        bail!("--streams takes counts of at least 1, e.g. --streams 8,32");
+    }
+    let bundle = args.model.open()?;
+    let prompts = prompts(&bundle)?;
+    let config = BenchConfig {
+        tokens: args.tokens,
+        streams: args.streams.clone(),
+        max_step_tokens: args.step_tokens,
+        reference: !args.no_reference,
+    };
+    let report = match args.device {
+        Device::Cpu => measure::<executor::Cpu>(&bundle, Default::default(), &prompts, &config)?,
+        #[cfg(feature = "cuda")]
+        Device::Cuda => measure::<executor::Cuda>(&bundle, Default::default(), &prompts, &config)?,
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => bail!(
+            "this binary was built without CUDA: rebuild with `cargo build --release --features cuda`"
+        ),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
