@@ -2,8 +2,8 @@
 //! development deployment (rollup, model, bonds), the sequencer service (public API + executor API, admin API,
 //! settlement pipeline) and the executor engines.
 
-use anyhow::{Context, Result, anyhow, bail};
-use l1_contracts::bindings::InferenceRollup;
+use anyhow::{Context, Result, bail};
+use executor::identity::ExecutorKey;
 use l1_contracts::{L1, Rollup, RollupConfig, config_hash, model_leaf_count};
 use protocol::{Address, B256, MerkleTree, SamplingParams};
 use std::net::SocketAddr;
@@ -26,55 +26,22 @@ use vir::bundle::ModelBundle;
 pub use alloy::signers::local::PrivateKeySigner;
 
 /// Reads a secp256k1 private key file: 64 hex digits, `0x` optional, surrounding whitespace ignored. The key is
-/// never printed; errors name the file only.
+/// never printed; errors name the file only. Parsing is the executor identity's ([`ExecutorKey::from_hex`]).
 pub fn read_key_file(path: &Path) -> Result<PrivateKeySigner> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading key file {}", path.display()))?;
-    parse_key(text.trim()).with_context(|| {
+    let key = ExecutorKey::from_hex(&text, &path.display().to_string()).with_context(|| {
         format!(
             "key file {} must hold one private key as 64 hex digits (0x optional)",
             path.display()
         )
-    })
-}
-
-/// Parses a private key given as hex.
-pub fn parse_key(hex_key: &str) -> Result<PrivateKeySigner> {
-    let digits = hex_key.strip_prefix("0x").unwrap_or(hex_key);
-    let bytes = hex::decode(digits).map_err(|_| anyhow!("not hex"))?;
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| anyhow!("not 32 bytes"))?;
-    PrivateKeySigner::from_bytes(&B256::from(bytes))
-        .map_err(|_| anyhow!("not a valid secp256k1 key"))
-}
-
-/// The contract's `ModelConfig` of a model (docs/vir.md §7 order).
-pub fn model_config(model: &vir::IntModel) -> InferenceRollup::ModelConfig {
-    let c = &model.config;
-    InferenceRollup::ModelConfig {
-        virVersion: u64::from(vir::VIR_VERSION),
-        nLayers: c.n_layers as u64,
-        dModel: c.d_model as u64,
-        dFf: c.d_ff as u64,
-        nHeads: c.n_heads as u64,
-        nKvHeads: c.n_kv_heads as u64,
-        headDim: c.head_dim as u64,
-        vocabSize: c.vocab_size as u64,
-        contextLength: c.context_length as u64,
-        tiedOutput: u64::from(c.tied_output),
-        epsFx: model.params.eps_fx as u64,
-        scoreScale: model.params.score_scale as u64,
-        residualFrac: u64::from(vir::ops::RESIDUAL_FRAC),
-        actFrac: u64::from(vir::ops::ACT_FRAC),
-        attnChunk: vir::ops::ATTN_CHUNK as u64,
-        vocabChunk: vir::ops::VOCAB_CHUNK as u64,
-        toppRounds: vir::ops::TOPP_ROUNDS as u64,
-        tableFrac: u64::from(vir::tables::TABLE_FRAC),
-    }
+    })?;
+    Ok(key.signer().clone())
 }
 
 /// Registers `model` on the rollup (owner only): its root, config and the proof of the config leaf.
 pub async fn register_model<L: L1>(rollup: &Rollup<L>, model: &vir::IntModel) -> Result<()> {
-    let config = model_config(model);
+    let config = l1_contracts::prover::model_config(model);
     if config_hash(&config) != model.config_hash() {
         bail!("the model's config hash does not match the contract's encoding of its config");
     }

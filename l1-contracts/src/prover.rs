@@ -752,12 +752,12 @@ pub fn model_config(model: &IntModel) -> crate::bindings::InferenceRollup::Model
         tiedOutput: u64::from(c.tied_output),
         epsFx: model.params.eps_fx as u64,
         scoreScale: model.params.score_scale as u64,
-        residualFrac: 12,
-        actFrac: 16,
-        attnChunk: 64,
-        vocabChunk: 1024,
-        toppRounds: 17,
-        tableFrac: 16,
+        residualFrac: u64::from(vir::ops::RESIDUAL_FRAC),
+        actFrac: u64::from(vir::ops::ACT_FRAC),
+        attnChunk: vir::ops::ATTN_CHUNK as u64,
+        vocabChunk: vir::ops::VOCAB_CHUNK as u64,
+        toppRounds: vir::ops::TOPP_ROUNDS as u64,
+        tableFrac: u64::from(vir::tables::TABLE_FRAC),
     }
 }
 
