@@ -4,8 +4,11 @@
 //! burn/reference and batch/single.
 //!
 //! Every run commits its trace as production does (except the one "trace discarded" run); the hashing time is the
-//! wall time of the engine's emit phase ([`BurnEngine::trace_emit_time`]), where the trace committers hash. Rates count the tokens actually generated (a request may stop early on a stop token).
+//! wall time of the engine's emit phase ([`BurnEngine::trace_emit_time`]), where the trace committers hash. Rates
+//! count the tokens actually generated (a request may stop early on a stop token). [`PROMPTS`] are the chat
+//! prompts `verinfer bench` and `cargo bench` cycle through ([`prompt_tokens`]).
 
+use crate::commit::ParallelCommitter;
 use crate::engine::{BatchItem, BurnEngine};
 use crate::error::EngineError;
 use crate::scheduler::{Event, Scheduler, SchedulerConfig, SchedulerError};
@@ -16,6 +19,31 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use vir::IntModel;
 use vir::interp::{NoTrace, Session, TraceCommitter, TraceSink};
+use vir::tokenizer::{ChatMessage, Tokenizer, TokenizerError};
+
+/// Chat prompts the benchmark cycles through (one per stream, round robin; the first is the single stream's).
+pub const PROMPTS: [&str; 8] = [
+    "Write a short story about a dragon who learns to read.",
+    "Explain how a bicycle works.",
+    "Describe the water cycle in detail.",
+    "What are the benefits of regular exercise?",
+    "Write a poem about autumn leaves.",
+    "Explain what a computer program is to a child.",
+    "List some interesting facts about the ocean.",
+    "How do plants make their food?",
+];
+
+/// [`PROMPTS`] as token ids: chat-templated when the tokenizer has a template, plain text otherwise.
+pub fn prompt_tokens(tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>, TokenizerError> {
+    PROMPTS
+        .iter()
+        .map(|p| {
+            tokenizer
+                .encode_chat(&[ChatMessage::new("user", *p)], true)
+                .or_else(|_| tokenizer.encode(p))
+        })
+        .collect()
+}
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +216,7 @@ pub fn engine_single<B: Backend>(
     params: &SamplingParams,
     traced: bool,
 ) -> Result<SingleRun, BenchError> {
-    let mut committer = TraceCommitter::default();
+    let mut committer = ParallelCommitter::default();
     let mut none = NoTrace;
     let sink: &mut (dyn TraceSink + Send) = if traced { &mut committer } else { &mut none };
     let emit_before = engine.trace_emit_time();

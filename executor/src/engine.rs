@@ -6,9 +6,12 @@
 //! against that request's own [`KvCache`]. Rows whose position is at or past the request's last prompt position
 //! then run the sampling head with the request's own parameters. Integer ops are exact and per row, so a
 //! request's op outputs (and therefore its tokens and trace root) are the same alone or batched with anything.
+//! On the CPU backend the same step runs on the host ([`crate::host`]); other backends run it as burn ops.
 
-use crate::backend::init_device;
+use crate::backend::{Cpu, init_device};
+use crate::commit::ParallelCommitter;
 use crate::error::EngineError;
+use crate::host::{self, HeadParams, HostModel, HostSpan};
 use crate::kv_cache::KvCache;
 use crate::model::DeviceModel;
 use crate::ops::attention::line_prefixes as cut;
@@ -20,11 +23,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use protocol::{FinishReason, SamplingParams, TraceCommitment};
 use rayon::prelude::*;
+use std::any::TypeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vir::IntModel;
 use vir::config::LlamaConfig;
-use vir::interp::{Generation, RunError, TraceCommitter, TraceSink};
+use vir::interp::{Generation, RunError, TraceSink};
 use vir::model::ProgramParams;
 use vir::ops::{ACT_FRAC, ATTN_CHUNK, RESIDUAL_FRAC, TOPP_ROUNDS, VOCAB_CHUNK, topp_candidate};
 use vir::program::{HeadOp, LayerOp, OpKind, Program};
@@ -43,6 +47,8 @@ pub struct BurnEngine<B: Backend> {
     model_root: B256,
     model: DeviceModel<B>,
     prefill_chunk: usize,
+    /// Set on the CPU backend: steps run on the host ([`crate::host`]) instead of as burn ops.
+    host: Option<HostModel>,
     /// Wall time spent emitting ops to sinks (where committing sinks hash), in nanoseconds.
     emit_nanos: AtomicU64,
 }
@@ -219,8 +225,21 @@ impl<B: Backend> BurnEngine<B> {
             stop_ids: model.stop_ids.clone(),
             model_root: model.root,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            host: (TypeId::of::<B>() == TypeId::of::<Cpu>()).then(|| HostModel::new(model)),
             emit_nanos: AtomicU64::new(0),
         })
+    }
+
+    /// Runs steps as burn ops even on the CPU backend (where [`BurnEngine::new`] picks the host step), e.g. to
+    /// test the device path without a GPU. Requests started before this call cannot run afterwards.
+    pub fn with_device_ops(mut self) -> Self {
+        self.host = None;
+        self
+    }
+
+    /// Whether steps run on the host (the CPU backend's default) rather than as burn ops.
+    pub fn runs_on_host(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Prompt positions per step in [`BurnEngine::generate`] (at least 1). Results do not depend on it.
@@ -269,12 +288,21 @@ impl<B: Backend> BurnEngine<B> {
             program: Program::new(self.config.clone(), prompt.len()),
             pos: 0,
             next_index: 0,
-            kv: KvCache::new(
-                self.config.n_layers,
-                self.config.kv_dim(),
-                positions.min(256),
-                &self.device,
-            ),
+            kv: if self.host.is_some() {
+                KvCache::new_host(
+                    self.config.n_layers,
+                    self.config.kv_dim(),
+                    positions.min(256),
+                    &self.device,
+                )
+            } else {
+                KvCache::new(
+                    self.config.n_layers,
+                    self.config.kv_dim(),
+                    positions.min(256),
+                    &self.device,
+                )
+            },
             tokens: Vec::new(),
             finish: None,
         })
@@ -312,7 +340,7 @@ impl<B: Backend> BurnEngine<B> {
         prompt: &[u32],
         params: &SamplingParams,
     ) -> Result<(Generation, TraceCommitment), EngineError> {
-        let mut committer = TraceCommitter::default();
+        let mut committer = ParallelCommitter::default();
         let generation = self.generate(prompt, params, &mut committer, &mut |_| {})?;
         Ok((generation, committer.finish()))
     }
@@ -326,86 +354,16 @@ impl<B: Backend> BurnEngine<B> {
         &self,
         items: &mut [BatchItem<'_, B>],
     ) -> Result<Vec<StepOutput>, EngineError> {
-        let c = &self.config;
-        let m = &self.model;
         let (spans, tokens) = self.plan(items)?;
         let positions: Vec<usize> = spans.iter().flat_map(Span::positions).collect();
-        let all: Vec<usize> = (0..positions.len()).collect();
         let mut rec = Recorder::new(&positions);
         for (item, span) in items.iter_mut().zip(&spans) {
             item.request.kv.reserve(span.first_pos + span.rows);
         }
-        // Each request's causal layout, shared by every layer.
-        let causal = spans
-            .iter()
-            .map(|span| {
-                CausalRows::<B>::new(
-                    &span.positions(),
-                    c.n_heads,
-                    c.n_kv_heads,
-                    c.head_dim,
-                    &self.device,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut h = ops::embed(&m.token_embd, &tokens, RESIDUAL_FRAC)?;
-        rec.i32(&all, OpKind::Embed, h.clone())?;
-        for (l, w) in m.layers.iter().enumerate() {
-            let k = |op| OpKind::Layer(l as u16, op);
-            let x = ops::rms_norm(h.clone(), &w.attn_norm, self.params.eps_fx)?;
-            rec.q(&all, k(LayerOp::AttnNorm), &x)?;
-            let q = ops::matmul(&w.wq, &x, ACT_FRAC)?;
-            rec.i32(&all, k(LayerOp::QProj), q.clone())?;
-            let kp = ops::matmul(&w.wk, &x, ACT_FRAC)?;
-            rec.i32(&all, k(LayerOp::KProj), kp.clone())?;
-            let v = ops::matmul(&w.wv, &x, ACT_FRAC)?;
-            rec.i32(&all, k(LayerOp::VProj), v.clone())?;
-            let qr = ops::rope_quant(q, &positions, &m.rope)?;
-            rec.q(&all, k(LayerOp::QRope), &qr)?;
-            let kr = ops::rope(kp, &positions, &m.rope)?;
-            rec.i32(&all, k(LayerOp::KRope), kr.clone())?;
-
-            let mut outs = Vec::with_capacity(items.len());
-            for ((item, span), ctx) in items.iter_mut().zip(&spans).zip(&causal) {
-                let r = span.rows();
-                let kv = &mut item.request.kv;
-                kv.write(
-                    l,
-                    span.first_pos,
-                    kr.clone().slice([r.clone(), 0..c.kv_dim()]),
-                    v.clone().slice([r.clone(), 0..c.kv_dim()]),
-                )?;
-                outs.push(self.attention(&mut rec, l, span, ctx, &qr.slice_rows(r), kv)?);
-            }
-            let o = Tensor::cat(outs, 0);
-            rec.i32(&all, k(LayerOp::AttnOut), o.clone())?;
-            let oq = ops::quantize_vec(o, ACT_FRAC)?;
-            rec.q(&all, k(LayerOp::AttnOutQuant), &oq)?;
-            let op = ops::matmul(&w.wo, &oq, RESIDUAL_FRAC)?;
-            rec.i32(&all, k(LayerOp::OProj), op.clone())?;
-            h = ops::residual_add(h, op)?;
-            rec.i32(&all, k(LayerOp::AttnResidual), h.clone())?;
-
-            let x = ops::rms_norm(h.clone(), &w.ffn_norm, self.params.eps_fx)?;
-            rec.q(&all, k(LayerOp::FfnNorm), &x)?;
-            let g = ops::matmul(&w.w_gate, &x, ACT_FRAC)?;
-            rec.i32(&all, k(LayerOp::GateProj), g.clone())?;
-            let u = ops::matmul(&w.w_up, &x, ACT_FRAC)?;
-            rec.i32(&all, k(LayerOp::UpProj), u.clone())?;
-            let s = ops::swiglu(g, u, &m.sigmoid)?;
-            rec.q(&all, k(LayerOp::SwiGlu), &s)?;
-            let dn = ops::matmul(&w.w_down, &s, RESIDUAL_FRAC)?;
-            rec.i32(&all, k(LayerOp::DownProj), dn.clone())?;
-            h = ops::residual_add(h, dn)?;
-            rec.i32(&all, k(LayerOp::FfnResidual), h.clone())?;
-        }
-
         let head = self.head_rows(items, &spans);
-        let picked = if head.rows.is_empty() {
-            Vec::new()
-        } else {
-            self.head(&mut rec, &head, h)?
+        let picked = match &self.host {
+            Some(hm) => self.step_host(hm, items, &spans, &tokens, &head, &mut rec)?,
+            None => self.step_device(items, &spans, &tokens, &positions, &head, &mut rec)?,
         };
 
         // Everything is computed: commit and emit in trace order.
@@ -451,6 +409,139 @@ impl<B: Backend> BurnEngine<B> {
             }
         }
         Ok(outputs)
+    }
+
+    /// The body and head of a step as burn ops (the non-CPU backends); returns the tokens of the head rows.
+    fn step_device(
+        &self,
+        items: &mut [BatchItem<'_, B>],
+        spans: &[Span],
+        tokens: &[u32],
+        positions: &[usize],
+        head: &HeadRows,
+        rec: &mut Recorder,
+    ) -> Result<Vec<u32>, EngineError> {
+        let c = &self.config;
+        let m = &self.model;
+        let all: Vec<usize> = (0..positions.len()).collect();
+        // Each request's causal layout, shared by every layer.
+        let causal = spans
+            .iter()
+            .map(|span| {
+                CausalRows::<B>::new(
+                    &span.positions(),
+                    c.n_heads,
+                    c.n_kv_heads,
+                    c.head_dim,
+                    &self.device,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut h = ops::embed(&m.token_embd, tokens, RESIDUAL_FRAC)?;
+        rec.i32(&all, OpKind::Embed, h.clone())?;
+        for (l, w) in m.layers.iter().enumerate() {
+            let k = |op| OpKind::Layer(l as u16, op);
+            let x = ops::rms_norm(h.clone(), &w.attn_norm, self.params.eps_fx)?;
+            rec.q(&all, k(LayerOp::AttnNorm), &x)?;
+            let q = ops::matmul(&w.wq, &x, ACT_FRAC)?;
+            rec.i32(&all, k(LayerOp::QProj), q.clone())?;
+            let kp = ops::matmul(&w.wk, &x, ACT_FRAC)?;
+            rec.i32(&all, k(LayerOp::KProj), kp.clone())?;
+            let v = ops::matmul(&w.wv, &x, ACT_FRAC)?;
+            rec.i32(&all, k(LayerOp::VProj), v.clone())?;
+            let qr = ops::rope_quant(q, positions, &m.rope)?;
+            rec.q(&all, k(LayerOp::QRope), &qr)?;
+            let kr = ops::rope(kp, positions, &m.rope)?;
+            rec.i32(&all, k(LayerOp::KRope), kr.clone())?;
+
+            let mut outs = Vec::with_capacity(items.len());
+            for ((item, span), ctx) in items.iter_mut().zip(spans).zip(&causal) {
+                let r = span.rows();
+                let kv = &mut item.request.kv;
+                kv.write(
+                    l,
+                    span.first_pos,
+                    kr.clone().slice([r.clone(), 0..c.kv_dim()]),
+                    v.clone().slice([r.clone(), 0..c.kv_dim()]),
+                )?;
+                outs.push(self.attention(rec, l, span, ctx, &qr.slice_rows(r), kv)?);
+            }
+            let o = Tensor::cat(outs, 0);
+            rec.i32(&all, k(LayerOp::AttnOut), o.clone())?;
+            let oq = ops::quantize_vec(o, ACT_FRAC)?;
+            rec.q(&all, k(LayerOp::AttnOutQuant), &oq)?;
+            let op = ops::matmul(&w.wo, &oq, RESIDUAL_FRAC)?;
+            rec.i32(&all, k(LayerOp::OProj), op.clone())?;
+            h = ops::residual_add(h, op)?;
+            rec.i32(&all, k(LayerOp::AttnResidual), h.clone())?;
+
+            let x = ops::rms_norm(h.clone(), &w.ffn_norm, self.params.eps_fx)?;
+            rec.q(&all, k(LayerOp::FfnNorm), &x)?;
+            let g = ops::matmul(&w.w_gate, &x, ACT_FRAC)?;
+            rec.i32(&all, k(LayerOp::GateProj), g.clone())?;
+            let u = ops::matmul(&w.w_up, &x, ACT_FRAC)?;
+            rec.i32(&all, k(LayerOp::UpProj), u.clone())?;
+            let s = ops::swiglu(g, u, &m.sigmoid)?;
+            rec.q(&all, k(LayerOp::SwiGlu), &s)?;
+            let dn = ops::matmul(&w.w_down, &s, RESIDUAL_FRAC)?;
+            rec.i32(&all, k(LayerOp::DownProj), dn.clone())?;
+            h = ops::residual_add(h, dn)?;
+            rec.i32(&all, k(LayerOp::FfnResidual), h.clone())?;
+        }
+
+        if head.rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.head(rec, head, h)
+        }
+    }
+
+    /// The body and head of a step on the host (CPU backend, [`crate::host`]); returns the tokens of the head
+    /// rows.
+    fn step_host(
+        &self,
+        hm: &HostModel,
+        items: &mut [BatchItem<'_, B>],
+        spans: &[Span],
+        tokens: &[u32],
+        head: &HeadRows,
+        rec: &mut Recorder,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut host_spans = items
+            .iter_mut()
+            .zip(spans)
+            .map(|(item, span)| {
+                let kv = item.request.kv.host_mut().ok_or_else(|| {
+                    EngineError::invariant(
+                        "host step",
+                        "the request was started with its KV cache on the device",
+                    )
+                })?;
+                Ok(HostSpan {
+                    first_row: span.first_row,
+                    first_pos: span.first_pos,
+                    rows: span.rows,
+                    kv,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let h = host::body(hm, &self.model, &mut rec.rows, tokens, &mut host_spans)?;
+        if head.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        host::head(
+            hm,
+            &self.model,
+            &mut rec.rows,
+            &HeadParams {
+                rows: &head.rows,
+                temperature_milli: &head.temperature_milli,
+                top_p_milli: &head.top_p_milli,
+                draws: &head.draws,
+            },
+            &h,
+        )
     }
 
     /// Validates the items and lays out their rows; returns the spans and the input token of every row.

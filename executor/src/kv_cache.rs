@@ -1,7 +1,8 @@
 //! A request's KV cache on the device: per layer, the KRope and VProj outputs of every processed position.
 //!
 //! Storage grows by doubling (a copy, never a recomputation), so a request's cached values are exactly the op
-//! outputs its trace commits to.
+//! outputs its trace commits to. On the CPU backend the engine's host step keeps the cache in host memory
+//! ([`HostKv`]) instead of device tensors.
 
 use crate::error::EngineError;
 use burn::tensor::backend::Backend;
@@ -10,11 +11,69 @@ use burn::tensor::{DType, Int, Tensor};
 /// Smallest allocation, in positions.
 const MIN_CAPACITY: usize = 16;
 
-/// Keys and values of one request, `[capacity, kv_dim]` I32 per layer.
+/// Keys and values in host memory: per layer, `[capacity][kv_dim]` row-major.
+#[derive(Debug, Clone)]
+pub struct HostKv {
+    keys: Vec<Vec<i32>>,
+    values: Vec<Vec<i32>>,
+    kv_dim: usize,
+}
+
+impl HostKv {
+    /// Writes the key and value of position `pos` of `layer` (within the reserved capacity).
+    pub fn write(
+        &mut self,
+        layer: usize,
+        pos: usize,
+        key: &[i32],
+        value: &[i32],
+    ) -> Result<(), EngineError> {
+        let w = self.kv_dim;
+        let (k, v) = match (self.keys.get_mut(layer), self.values.get_mut(layer)) {
+            (Some(k), Some(v)) => (k, v),
+            _ => return Err(EngineError::shape("kv_cache", format!("no layer {layer}"))),
+        };
+        let at = pos * w..(pos + 1) * w;
+        if key.len() != w || value.len() != w || at.end > k.len() {
+            return Err(EngineError::shape(
+                "kv_cache",
+                format!(
+                    "writing {} keys and {} values of {w} at position {pos} into {} positions",
+                    key.len(),
+                    value.len(),
+                    k.len() / w.max(1)
+                ),
+            ));
+        }
+        k[at.clone()].copy_from_slice(key);
+        v[at].copy_from_slice(value);
+        Ok(())
+    }
+
+    /// Keys of `layer`, `[capacity][kv_dim]` (rows past the written positions are zero).
+    pub fn keys(&self, layer: usize) -> Option<&[i32]> {
+        self.keys.get(layer).map(Vec::as_slice)
+    }
+
+    /// Values of `layer`, as [`HostKv::keys`].
+    pub fn values(&self, layer: usize) -> Option<&[i32]> {
+        self.values.get(layer).map(Vec::as_slice)
+    }
+
+    fn grow(&mut self, capacity: usize) {
+        let n = capacity * self.kv_dim;
+        self.keys.iter_mut().for_each(|k| k.resize(n, 0));
+        self.values.iter_mut().for_each(|v| v.resize(n, 0));
+    }
+}
+
+/// Keys and values of one request, `[capacity, kv_dim]` I32 per layer: device tensors, or host vectors
+/// ([`KvCache::new_host`]).
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     keys: Vec<Tensor<B, 2, Int>>,
     values: Vec<Tensor<B, 2, Int>>,
+    host: Option<HostKv>,
     kv_dim: usize,
     capacity: usize,
     len: usize,
@@ -29,11 +88,40 @@ impl<B: Backend> KvCache<B> {
         Self {
             keys: (0..n_layers).map(|_| zeros()).collect(),
             values: (0..n_layers).map(|_| zeros()).collect(),
+            host: None,
             kv_dim,
             capacity,
             len: 0,
             device: device.clone(),
         }
+    }
+
+    /// An empty cache in host memory (no device tensors; see [`KvCache::host`]).
+    pub fn new_host(n_layers: usize, kv_dim: usize, capacity: usize, device: &B::Device) -> Self {
+        let capacity = capacity.max(MIN_CAPACITY);
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+            host: Some(HostKv {
+                keys: vec![vec![0; capacity * kv_dim]; n_layers],
+                values: vec![vec![0; capacity * kv_dim]; n_layers],
+                kv_dim,
+            }),
+            kv_dim,
+            capacity,
+            len: 0,
+            device: device.clone(),
+        }
+    }
+
+    /// The host storage of a cache made by [`KvCache::new_host`].
+    pub fn host(&self) -> Option<&HostKv> {
+        self.host.as_ref()
+    }
+
+    /// The host storage, for writing.
+    pub fn host_mut(&mut self) -> Option<&mut HostKv> {
+        self.host.as_mut()
     }
 
     /// Positions committed.
@@ -55,6 +143,11 @@ impl<B: Backend> KvCache<B> {
             return;
         }
         let capacity = positions.max(self.capacity * 2);
+        if let Some(host) = &mut self.host {
+            host.grow(capacity);
+            self.capacity = capacity;
+            return;
+        }
         let extra = capacity - self.capacity;
         let (kv_dim, device) = (self.kv_dim, self.device.clone());
         let grow = |t: &mut Tensor<B, 2, Int>| {

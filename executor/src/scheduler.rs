@@ -9,7 +9,7 @@
 //! submission with [`SchedulerError::KvBudget`].
 //!
 //! Each request streams [`Event`]s on its own channel: one [`Event::Token`] per generated token, then exactly one
-//! of [`Event::Finished`] (generation and trace commitment, from the same [`TraceCommitter`] as
+//! of [`Event::Finished`] (generation and trace commitment, from the same [`ParallelCommitter`] as
 //! [`BurnEngine::generate_committed`]) or [`Event::Failed`]. Integer results do not depend on batching, so a
 //! request's tokens and trace root are the same as a solo run's, whatever it shares steps with.
 //!
@@ -20,6 +20,7 @@
 //! [`CancelHandle`]. Dropping a stream cancels its request too; a cancelled request leaves the batch and frees
 //! its KV reservation before the next step.
 
+use crate::commit::ParallelCommitter;
 use crate::engine::{BatchItem, BurnEngine, RequestState, validate_request};
 use crate::error::EngineError;
 use burn::tensor::backend::Backend;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use vir::config::LlamaConfig;
-use vir::interp::{Generation, RunError, TraceCommitter};
+use vir::interp::{Generation, RunError};
 
 /// Identifies a request within one scheduler.
 pub type RequestId = u64;
@@ -201,7 +202,7 @@ struct Waiting {
 struct Running<B: Backend> {
     id: RequestId,
     state: RequestState<B>,
-    trace: TraceCommitter,
+    trace: ParallelCommitter,
     events: UnboundedSender<Event>,
     reserved: usize,
 }
@@ -396,7 +397,7 @@ impl<B: Backend> Scheduler<B> {
                     self.running.push(Running {
                         id: w.id,
                         state,
-                        trace: TraceCommitter::default(),
+                        trace: ParallelCommitter::default(),
                         events: w.events,
                         reserved: need,
                     });

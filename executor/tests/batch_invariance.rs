@@ -112,9 +112,15 @@ fn batched_requests_equal_the_reference_alone() {
     let dev = device();
     let mut g = Gen::new(21);
     // 32 requests: each one shares its steps with up to 31 others.
-    for (seed, n) in [(0u64, 32usize), (5, 12)] {
+    // The last case runs the burn ops (the CUDA path) instead of the CPU backend's host step.
+    for (seed, n, burn_ops) in [(0u64, 32usize, false), (5, 12, false), (6, 12, true)] {
         let model = model(seed);
         let engine = BurnEngine::<Cpu>::new(&model, dev).expect("engine");
+        let engine = if burn_ops {
+            engine.with_device_ops()
+        } else {
+            engine
+        };
         let reqs = random_requests(&mut g, n, model.config.vocab_size);
         let done = run_batched(&engine, &reqs, &mut g);
         for (i, (r, (log, state))) in reqs.iter().zip(done).enumerate() {
@@ -124,7 +130,7 @@ fn batched_requests_equal_the_reference_alone() {
             let (want_ops, want_commit) = want_log.finish();
             let (got_ops, got_commit) = log.finish();
             let what = format!(
-                "model {seed}, request {i} (prompt {}, {:?})",
+                "model {seed} (burn ops: {burn_ops}), request {i} (prompt {}, {:?})",
                 r.prompt.len(),
                 r.params
             );

@@ -93,6 +93,29 @@ fn tokens_and_trace_roots_match_the_reference() {
     );
 }
 
+/// The CPU backend runs steps on the host by default; the burn ops (the CUDA path) must give the same results,
+/// so they are checked here on the CPU backend too.
+#[test]
+fn burn_ops_path_matches_the_reference() {
+    let dev = device();
+    let mut g = Gen::new(14);
+    for seed in [1u64, 4] {
+        let model = model(seed);
+        let host = BurnEngine::<Cpu>::new(&model, dev).expect("engine");
+        assert!(host.runs_on_host());
+        let engine = host.with_device_ops();
+        assert!(!engine.runs_on_host());
+        let vocab = model.config.vocab_size;
+        for len in [1usize, 17, 65, 130] {
+            let p = prompt(&mut g, len, vocab);
+            let max_tokens = 1 + g.below(8) as u32;
+            let params = params(&mut g, max_tokens);
+            let what = format!("burn ops, seed {seed}, prompt {len}, {params:?}");
+            check(&engine, &model, &p, &params, &what);
+        }
+    }
+}
+
 #[test]
 fn generation_crosses_attention_chunks_in_decode() {
     // A long decode (positions 60..130) exercises decode rows that open new 64-position chunks.

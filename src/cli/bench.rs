@@ -6,21 +6,8 @@ use crate::model_ref::ModelRef;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use executor::BurnEngine;
-use executor::bench::{BenchConfig, BenchReport, run};
+use executor::bench::{BenchConfig, BenchReport, prompt_tokens, run};
 use vir::bundle::ModelBundle;
-use vir::tokenizer::ChatMessage;
-
-/// Chat prompts the benchmark cycles through (one per stream, round robin).
-const PROMPTS: [&str; 8] = [
-    "Write a short story about a dragon who learns to read.",
-    "Explain how a bicycle works.",
-    "Describe the water cycle in detail.",
-    "What are the benefits of regular exercise?",
-    "Write a poem about autumn leaves.",
-    "Explain what a computer program is to a child.",
-    "List some interesting facts about the ocean.",
-    "How do plants make their food?",
-];
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -47,19 +34,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// The benchmark prompts as token ids: chat-templated when the tokenizer has a template, plain otherwise.
-fn prompts(bundle: &ModelBundle) -> Result<Vec<Vec<u32>>> {
-    PROMPTS
-        .iter()
-        .map(|p| {
-            let tok = &bundle.tokenizer;
-            tok.encode_chat(&[ChatMessage::new("user", *p)], true)
-                .or_else(|_| tok.encode(p))
-                .with_context(|| format!("tokenizing the benchmark prompt {p:?}"))
-        })
-        .collect()
-}
-
 fn measure<B: executor::Backend>(
     bundle: &ModelBundle,
     device: B::Device,
@@ -78,7 +52,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         bail!("--streams takes counts of at least 1, e.g. --streams 8,32");
     }
     let bundle = args.model.open()?;
-    let prompts = prompts(&bundle)?;
+    let prompts = prompt_tokens(&bundle.tokenizer).context("tokenizing the benchmark prompts")?;
     let config = BenchConfig {
         tokens: args.tokens,
         streams: args.streams.clone(),

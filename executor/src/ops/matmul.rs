@@ -91,6 +91,11 @@ impl<B: Backend> DeviceMatrix<B> {
             host,
         })
     }
+
+    /// The host copy the CPU backend's matmul runs on (`None` on other backends).
+    pub fn host(&self) -> Option<&HostMatrix> {
+        self.host.as_deref()
+    }
 }
 
 /// `vir::ops::embed` for each token: `out[t][i] = sat32(floor((D·q + M) · 2^(out_frac - 24)))`, I32
