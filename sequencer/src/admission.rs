@@ -23,6 +23,9 @@ pub struct ResponseOptions {
     pub include_usage: bool,
     /// Logprobs were asked for.
     pub logprobs: bool,
+    /// Alternatives per token asked for (chat `top_logprobs`, completions `logprobs`), when `logprobs`.
+    #[serde(default)]
+    pub top_logprobs: u8,
     /// Whether the client chose the seed.
     pub seed_given: bool,
 }
@@ -194,7 +197,8 @@ pub async fn admit(
         stop: req.stop,
         stream: req.stream,
         include_usage: req.include_usage,
-        logprobs: req.logprobs,
+        logprobs: req.logprobs.is_some(),
+        top_logprobs: req.logprobs.unwrap_or(0),
         seed_given: req.seed.is_some(),
     };
     let request_id = RequestId::random().map_err(ApiError::internal)?;
@@ -210,6 +214,7 @@ pub async fn admit(
         prompt_tokens: tokens,
         options: serde_json::to_string(&options).map_err(ApiError::internal)?,
         choices: choices.clone(),
+        logprobs: req.logprobs,
     };
     // Counted before the commit: a concurrent recount then errs low for one interval, never high.
     state.add_queued(u64::from(req.n));

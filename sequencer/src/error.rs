@@ -260,6 +260,11 @@ impl From<crate::storage::StorageError> for ApiError {
                 Self::conflict(e.to_string(), "token_conflict")
             }
             E::UnknownJob(_) => Self::not_found(e.to_string()),
+            E::Logprobs { .. } => Self::invalid(
+                e.to_string(),
+                Some("logprobs".into()),
+                Some("invalid_logprobs"),
+            ),
             E::DuplicateRequest(_) | E::BatchConflict { .. } | E::Corrupt(_) => Self::internal(e),
         }
     }

@@ -191,7 +191,13 @@ async fn tokens(
     };
     let stored = state
         .storage()
-        .append_tokens(&executor, lease, req.offset, &req.tokens)
+        .append_tokens(
+            &executor,
+            lease,
+            req.offset,
+            &req.tokens,
+            req.logprobs.as_deref(),
+        )
         .await?;
     state.hub().notify(stored.request_id);
     Ok(Json(TokensResponse {
@@ -266,6 +272,7 @@ async fn complete(
                 executor_address: req.executor,
                 signature: req.signature,
                 leaf_hash,
+                logprobs: req.logprobs.clone(),
             },
         )
         .await?;

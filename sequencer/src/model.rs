@@ -31,6 +31,8 @@ pub trait Tokenize: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// Most input bytes one token can cover: a text of `b` bytes has at least `b / max_token_bytes` tokens.
     fn max_token_bytes(&self) -> usize;
+    /// The raw bytes of one token (special tokens: their text; empty for an unknown id), for logprobs.
+    fn token_bytes(&self, id: u32) -> Vec<u8>;
 }
 
 /// [`Tokenize`] by the model's own byte-level BPE tokenizer and chat template (`vir::tokenizer`).
@@ -100,6 +102,10 @@ impl Tokenize for VirTokenizer {
 
     fn max_token_bytes(&self) -> usize {
         self.max_token_bytes
+    }
+
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.inner.token_bytes(id).unwrap_or_default()
     }
 }
 

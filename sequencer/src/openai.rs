@@ -55,7 +55,7 @@ pub struct ChatChoice {
     pub index: u32,
     /// The message.
     pub message: AssistantMessage,
-    /// Always null for now.
+    /// Logprobs of the tokens (of this chunk), when asked for; see [`ChatLogprobs`] / [`CompletionLogprobs`].
     pub logprobs: Option<serde_json::Value>,
     /// `stop` or `length`.
     pub finish_reason: Option<String>,
@@ -100,7 +100,7 @@ pub struct ChatChunkChoice {
     pub index: u32,
     /// New text.
     pub delta: Delta,
-    /// Always null for now.
+    /// Logprobs of the tokens (of this chunk), when asked for; see [`ChatLogprobs`] / [`CompletionLogprobs`].
     pub logprobs: Option<serde_json::Value>,
     /// Set in the choice's last chunk.
     pub finish_reason: Option<String>,
@@ -134,7 +134,7 @@ pub struct CompletionChoice {
     pub index: u32,
     /// Generated text (a piece of it in chunks).
     pub text: String,
-    /// Always null for now.
+    /// Logprobs of the tokens (of this chunk), when asked for; see [`ChatLogprobs`] / [`CompletionLogprobs`].
     pub logprobs: Option<serde_json::Value>,
     /// `stop` or `length` at the end, else null.
     pub finish_reason: Option<String>,
@@ -185,4 +185,50 @@ pub struct ModelList {
     pub object: String,
     /// Cards.
     pub data: Vec<ModelCard>,
+}
+
+/// One alternative of a chat token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatTopLogprob {
+    /// The token's text (invalid UTF-8 replaced).
+    pub token: String,
+    /// Its logprob.
+    pub logprob: f64,
+    /// The token's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// One generated token in chat `logprobs.content`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatTokenLogprob {
+    /// The token's text (invalid UTF-8 replaced).
+    pub token: String,
+    /// Its logprob.
+    pub logprob: f64,
+    /// The token's bytes.
+    pub bytes: Vec<u8>,
+    /// The `top_logprobs` most likely tokens at this position.
+    pub top_logprobs: Vec<ChatTopLogprob>,
+}
+
+/// `choices[i].logprobs` of a chat completion or chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatLogprobs {
+    /// One entry per generated token.
+    pub content: Vec<ChatTokenLogprob>,
+    /// Always null.
+    pub refusal: Option<String>,
+}
+
+/// `choices[i].logprobs` of a text completion or chunk (the legacy shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionLogprobs {
+    /// Token texts.
+    pub tokens: Vec<String>,
+    /// Their logprobs.
+    pub token_logprobs: Vec<f64>,
+    /// Per token: the `logprobs` most likely tokens and the generated one, text → logprob.
+    pub top_logprobs: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Per token: the character offset in the choice's text where it starts.
+    pub text_offset: Vec<usize>,
 }

@@ -4,7 +4,8 @@
 //!
 //! Unknown fields are ignored and `null` means absent, as with OpenAI and vLLM. Features the verifiable program cannot
 //! honour (penalties, logit bias, tools, `echo`, `best_of`, several prompts per request) are rejected with a 400 naming
-//! the field rather than silently ignored. `logprobs` is accepted and validated but answered with `null` logprobs.
+//! the field rather than silently ignored. Logprobs (chat `logprobs` + `top_logprobs` 0..=20, completions
+//! `logprobs` 0..=5) become [`GenerationRequest::logprobs`].
 
 use crate::error::ApiError;
 use crate::ids::RequestKind;
@@ -67,8 +68,9 @@ pub struct GenerationRequest {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
-    /// Logprobs were asked for (answered with `null` for now).
-    pub logprobs: bool,
+    /// Logprobs asked for: `None` = none; `Some(k)` = each token's logprob and its `k` most likely alternatives
+    /// (chat `top_logprobs`, completions `logprobs`).
+    pub logprobs: Option<u8>,
 }
 
 /// Reads typed fields of a JSON object, naming each failure.
@@ -256,10 +258,11 @@ pub fn parse_chat(body: &Value) -> Result<GenerationRequest, ApiError> {
     let f = Fields { map, prefix: "" };
     let model = parse_model(&f)?;
     let messages = parse_messages(&f)?;
-    let logprobs = f.bool("logprobs")?.unwrap_or(false);
-    if let Some(top) = f.integer("top_logprobs", 0, 20)?
+    let wanted = f.bool("logprobs")?.unwrap_or(false);
+    let top = f.integer("top_logprobs", 0, 20)?;
+    if let Some(top) = top
         && top > 0
-        && !logprobs
+        && !wanted
     {
         return Err(ApiError::invalid(
             "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
@@ -267,6 +270,8 @@ pub fn parse_chat(body: &Value) -> Result<GenerationRequest, ApiError> {
             Some("invalid_value"),
         ));
     }
+    // Bounded by the range check.
+    let logprobs = wanted.then(|| top.unwrap_or(0) as u8);
     for name in ["tools", "functions"] {
         if let Some(v) = f.get(name) {
             match v {
@@ -319,7 +324,8 @@ pub fn parse_completion(body: &Value) -> Result<GenerationRequest, ApiError> {
     let f = Fields { map, prefix: "" };
     let model = parse_model(&f)?;
     let prompt = parse_prompt(&f)?;
-    let logprobs = f.integer("logprobs", 0, 5)?.is_some();
+    // Bounded by the range check.
+    let logprobs = f.integer("logprobs", 0, 5)?.map(|k| k as u8);
     if f.bool("echo")?.unwrap_or(false) {
         return Err(unsupported("echo", "echo is not supported by this server."));
     }
@@ -507,7 +513,7 @@ fn common(
     model: String,
     prompt: Prompt,
     max_tokens: Option<i128>,
-    logprobs: bool,
+    logprobs: Option<u8>,
 ) -> Result<GenerationRequest, ApiError> {
     let n = f.integer("n", 1, i128::from(MAX_N))?.unwrap_or(1);
     let temperature = f.decimal("temperature", 0.0, false, 2.0)?.unwrap_or(1.0);
@@ -715,6 +721,32 @@ mod tests {
         );
         let (_, p, _) = err(parse_chat(&json!({"model": 3, "messages": []})));
         assert_eq!(p.as_deref(), Some("model"));
+    }
+
+    #[test]
+    fn logprobs_settings() {
+        assert_eq!(chat(json!({})).expect("valid").logprobs, None);
+        assert_eq!(
+            chat(json!({"logprobs": true})).expect("valid").logprobs,
+            Some(0)
+        );
+        let r = chat(json!({"logprobs": true, "top_logprobs": 20})).expect("valid");
+        assert_eq!(r.logprobs, Some(20));
+        assert_eq!(
+            chat(json!({"logprobs": false, "top_logprobs": 0}))
+                .expect("valid")
+                .logprobs,
+            None
+        );
+        let (_, p, _) = err(chat(json!({"top_logprobs": 2})));
+        assert_eq!(p.as_deref(), Some("top_logprobs"));
+        let (_, p, _) = err(chat(json!({"logprobs": true, "top_logprobs": 21})));
+        assert_eq!(p.as_deref(), Some("top_logprobs"));
+        let c = |v: Value| parse_completion(&json!({"model": "m", "prompt": "a", "logprobs": v}));
+        assert_eq!(c(json!(0)).expect("valid").logprobs, Some(0));
+        assert_eq!(c(json!(5)).expect("valid").logprobs, Some(5));
+        assert_eq!(c(Value::Null).expect("valid").logprobs, None);
+        assert!(c(json!(6)).is_err());
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! exactly the non-streamed text. A response ends once every choice's result is committed (state `executed`): a stop
 //! string ends a choice's text early (`finish_reason: "stop"`), but `[DONE]` and the usage wait for the committed
 //! result, so the receipt is ready when the response ends.
+//!
+//! Logprobs (when asked for) go with the text they produced: a token's logprobs are sent once some of its text has
+//! been sent (or, for a choice that ends without a stop string, at its end). A stop string that cuts the text drops
+//! the logprobs of the tokens whose text starts at or after the cut, so streamed and non-streamed logprobs agree.
 
 use crate::admission::Admitted;
 use crate::error::ApiError;
@@ -12,8 +16,9 @@ use crate::hub::Subscription;
 use crate::ids::RequestKind;
 use crate::model::TextDecoder;
 use crate::openai::{
-    AssistantMessage, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, Completion,
-    CompletionChoice, Delta, Usage, VerinferInfo,
+    AssistantMessage, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatLogprobs,
+    ChatTokenLogprob, ChatTopLogprob, Completion, CompletionChoice, CompletionLogprobs, Delta,
+    Usage, VerinferInfo,
 };
 use crate::server::AppState;
 use crate::stop::StopMatcher;
@@ -24,6 +29,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use vir::logprobs::TokenLogprobs;
 
 /// News of one choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,10 @@ pub struct ChoiceUpdate {
     pub text: String,
     /// Set once, when the choice's text is complete.
     pub finish_reason: Option<String>,
+    /// Logprobs of the tokens released with this update (when asked for).
+    pub logprobs: Vec<TokenLogprobs>,
+    /// For each of `logprobs`: the character offset in the choice's text where its token starts.
+    pub offsets: Vec<usize>,
 }
 
 struct ChoiceText {
@@ -42,6 +52,48 @@ struct ChoiceText {
     consumed: usize,
     finish: Option<String>,
     generated: usize,
+    /// Per consumed token: the character offset where its text starts in the decoded (uncut) text.
+    starts: Vec<usize>,
+    /// Characters decoded so far.
+    decoded_chars: usize,
+    /// Characters emitted so far (after stop strings).
+    emitted_chars: usize,
+    /// Tokens whose logprobs were released.
+    released: usize,
+}
+
+impl ChoiceText {
+    /// Feeds decoded text through the stop matcher into `text`.
+    fn emit(&mut self, decoded: &str, text: &mut String) {
+        self.decoded_chars += decoded.chars().count();
+        let out = self.matcher.push(decoded);
+        self.emitted_chars += out.chars().count();
+        text.push_str(&out);
+    }
+
+    /// Releases the logprobs of the tokens now known to be part of the response: those whose text starts before the
+    /// end of the emitted text, or every token once the choice ended without a stop string.
+    fn release(
+        &mut self,
+        logprobs: &[TokenLogprobs],
+        all: bool,
+    ) -> (Vec<TokenLogprobs>, Vec<usize>) {
+        let kept = if all {
+            self.starts.len()
+        } else {
+            self.starts.partition_point(|&s| s < self.emitted_chars)
+        };
+        let upto = kept.min(logprobs.len());
+        if upto <= self.released {
+            return (Vec::new(), Vec::new());
+        }
+        let range = self.released..upto;
+        self.released = upto;
+        (
+            logprobs[range.clone()].to_vec(),
+            self.starts[range].to_vec(),
+        )
+    }
 }
 
 /// Follows one request's jobs.
@@ -75,6 +127,10 @@ impl ResultFollower {
                 consumed: 0,
                 finish: None,
                 generated: 0,
+                starts: Vec::new(),
+                decoded_chars: 0,
+                emitted_chars: 0,
+                released: 0,
             })
             .collect();
         let deadline = tokio::time::Instant::now() + state.config().response_timeout;
@@ -125,17 +181,22 @@ impl ResultFollower {
                 };
                 let mut text = String::new();
                 for &t in p.tokens.get(c.consumed..).unwrap_or_default() {
+                    c.starts.push(c.decoded_chars);
                     let piece = c.decoder.push(t);
-                    text.push_str(&c.matcher.push(&piece));
+                    c.emit(&piece, &mut text);
                 }
                 c.consumed = c.consumed.max(p.tokens.len());
                 let mut finished_now = false;
+                let mut ended_whole = false;
                 if p.state.has_result() {
                     c.generated = p.tokens.len();
                     if c.finish.is_none() {
                         let tail = c.decoder.finish();
-                        text.push_str(&c.matcher.push(&tail));
-                        text.push_str(&c.matcher.finish());
+                        c.emit(&tail, &mut text);
+                        let rest = c.matcher.finish();
+                        c.emitted_chars += rest.chars().count();
+                        text.push_str(&rest);
+                        ended_whole = !c.matcher.stopped();
                         c.finish = Some(if c.matcher.stopped() {
                             "stop".to_string()
                         } else {
@@ -150,11 +211,14 @@ impl ResultFollower {
                         finished_now = true;
                     }
                 }
-                if !text.is_empty() || finished_now {
+                let (logprobs, offsets) = c.release(&p.logprobs, ended_whole);
+                if !text.is_empty() || finished_now || !logprobs.is_empty() {
                     updates.push(ChoiceUpdate {
                         index: p.choice_index,
                         text,
                         finish_reason: if finished_now { c.finish.clone() } else { None },
+                        logprobs,
+                        offsets,
                     });
                 }
             }
@@ -200,11 +264,16 @@ pub async fn respond_json(mut follower: ResultFollower) -> Result<Response, ApiE
     let n = follower.admitted().choices.len();
     let mut texts = vec![String::new(); n];
     let mut finishes: Vec<Option<String>> = vec![None; n];
+    let mut logprobs: Vec<(Vec<TokenLogprobs>, Vec<usize>)> = vec![Default::default(); n];
     while let Some(updates) = follower.next().await? {
         for u in updates {
             let i = u.index as usize;
             if let Some(t) = texts.get_mut(i) {
                 t.push_str(&u.text);
+            }
+            if let Some((lp, offsets)) = logprobs.get_mut(i) {
+                lp.extend(u.logprobs);
+                offsets.extend(u.offsets);
             }
             if let (Some(f), Some(reason)) = (finishes.get_mut(i), u.finish_reason) {
                 *f = Some(reason);
@@ -223,14 +292,15 @@ pub async fn respond_json(mut follower: ResultFollower) -> Result<Response, ApiE
             choices: texts
                 .into_iter()
                 .zip(finishes)
+                .zip(&logprobs)
                 .enumerate()
-                .map(|(i, (content, finish_reason))| ChatChoice {
+                .map(|(i, ((content, finish_reason), (lp, _)))| ChatChoice {
                     index: i as u32,
                     message: AssistantMessage {
                         role: "assistant".into(),
                         content,
                     },
-                    logprobs: None,
+                    logprobs: chat_logprobs(a, lp, true),
                     finish_reason,
                 })
                 .collect(),
@@ -246,13 +316,16 @@ pub async fn respond_json(mut follower: ResultFollower) -> Result<Response, ApiE
             choices: texts
                 .into_iter()
                 .zip(finishes)
+                .zip(&logprobs)
                 .enumerate()
-                .map(|(i, (text, finish_reason))| CompletionChoice {
-                    index: i as u32,
-                    text,
-                    logprobs: None,
-                    finish_reason,
-                })
+                .map(
+                    |(i, ((text, finish_reason), (lp, offsets)))| CompletionChoice {
+                        index: i as u32,
+                        text,
+                        logprobs: completion_logprobs(a, lp, offsets, true),
+                        finish_reason,
+                    },
+                )
                 .collect(),
             usage: Some(usage),
             verinfer: info(a, "executed"),
@@ -260,6 +333,91 @@ pub async fn respond_json(mut follower: ResultFollower) -> Result<Response, ApiE
     }
     .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())
+}
+
+/// A token's text and bytes by the model's tokenizer.
+fn token_text(admitted: &Admitted, id: u32) -> (String, Vec<u8>) {
+    let bytes = admitted.model.tokenizer.token_bytes(id);
+    (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+}
+
+/// Chat `logprobs` of `lp` when the request asked for them: `null` otherwise, and in a chunk without tokens
+/// (`whole`: a response, where a choice without tokens has an empty `content`).
+fn chat_logprobs(
+    admitted: &Admitted,
+    lp: &[TokenLogprobs],
+    whole: bool,
+) -> Option<serde_json::Value> {
+    if !admitted.options.logprobs || (lp.is_empty() && !whole) {
+        return None;
+    }
+    let top = usize::from(admitted.options.top_logprobs);
+    let content = lp
+        .iter()
+        .map(|t| {
+            let (token, bytes) = token_text(admitted, t.token);
+            ChatTokenLogprob {
+                token,
+                logprob: t.logprob,
+                bytes,
+                top_logprobs: t
+                    .top
+                    .iter()
+                    .take(top)
+                    .map(|alt| {
+                        let (token, bytes) = token_text(admitted, alt.token);
+                        ChatTopLogprob {
+                            token,
+                            logprob: alt.logprob,
+                            bytes,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    serde_json::to_value(ChatLogprobs {
+        content,
+        refusal: None,
+    })
+    .ok()
+}
+
+/// Completions `logprobs` of `lp` (starting at the character `offsets`) when the request asked for them; `null`
+/// otherwise and in a chunk without tokens. Each `top_logprobs` entry holds the `logprobs` most likely tokens and the
+/// generated one (OpenAI: "up to logprobs+1 elements"; vLLM does the same).
+fn completion_logprobs(
+    admitted: &Admitted,
+    lp: &[TokenLogprobs],
+    offsets: &[usize],
+    whole: bool,
+) -> Option<serde_json::Value> {
+    if !admitted.options.logprobs || (lp.is_empty() && !whole) {
+        return None;
+    }
+    let top = usize::from(admitted.options.top_logprobs);
+    let mut out = CompletionLogprobs {
+        tokens: Vec::with_capacity(lp.len()),
+        token_logprobs: Vec::with_capacity(lp.len()),
+        top_logprobs: Vec::with_capacity(lp.len()),
+        text_offset: offsets.to_vec(),
+    };
+    for t in lp {
+        let (token, _) = token_text(admitted, t.token);
+        let mut alternatives = serde_json::Map::new();
+        for alt in t.top.iter().take(top) {
+            alternatives
+                .entry(token_text(admitted, alt.token).0)
+                .or_insert_with(|| alt.logprob.into());
+        }
+        alternatives
+            .entry(token.clone())
+            .or_insert_with(|| t.logprob.into());
+        out.tokens.push(token);
+        out.token_logprobs.push(t.logprob);
+        out.top_logprobs.push(alternatives);
+    }
+    serde_json::to_value(out).ok()
 }
 
 /// Chunk builder for one stream.
@@ -312,11 +470,11 @@ impl Chunks {
                     .into_iter()
                     .map(|u| ChatChunkChoice {
                         index: u.index,
+                        logprobs: chat_logprobs(&self.admitted, &u.logprobs, false),
                         delta: Delta {
                             role: None,
                             content: (!u.text.is_empty()).then_some(u.text),
                         },
-                        logprobs: None,
                         finish_reason: u.finish_reason,
                     })
                     .collect(),
@@ -328,8 +486,13 @@ impl Chunks {
                     .into_iter()
                     .map(|u| CompletionChoice {
                         index: u.index,
+                        logprobs: completion_logprobs(
+                            &self.admitted,
+                            &u.logprobs,
+                            &u.offsets,
+                            false,
+                        ),
                         text: u.text,
-                        logprobs: None,
                         finish_reason: u.finish_reason,
                     })
                     .collect(),

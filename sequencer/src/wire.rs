@@ -12,6 +12,7 @@
 use crate::storage::{LeaseRef, LeasedJob};
 use protocol::{Address, B256, FinishReason, InferenceLeaf, LeafSignature, SamplingParams};
 use serde::{Deserialize, Serialize};
+use vir::logprobs::TokenLogprobs;
 
 /// Ask for jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,10 @@ pub struct WireJob {
     pub params: SamplingParams,
     /// Tokens an earlier attempt already streamed (the run must reproduce them).
     pub streamed_tokens: Vec<u32>,
+    /// Logprobs wanted with the tokens: absent = none; `k` = each token's logprob and its `k` most likely
+    /// alternatives (0..=20), sent with `/tokens` and `/complete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u8>,
     /// Lease expiry, Unix ms.
     pub lease_expires_ms: i64,
 }
@@ -65,6 +70,7 @@ impl From<LeasedJob> for WireJob {
             prompt_tokens: j.prompt_tokens,
             params: j.params,
             streamed_tokens: j.tokens,
+            logprobs: j.logprobs,
             lease_expires_ms: j.lease_expires_ms,
         }
     }
@@ -107,6 +113,9 @@ pub struct TokensRequest {
     pub offset: u32,
     /// Token ids.
     pub tokens: Vec<u32>,
+    /// One per token when the job asks for logprobs ([`WireJob::logprobs`]); not part of the leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprobs>>,
 }
 
 /// Tokens stored.
@@ -125,6 +134,10 @@ pub struct CompleteRequest {
     pub attempt: u32,
     /// All output token ids (including the stop token).
     pub tokens: Vec<u32>,
+    /// One per token when the job asks for logprobs (those of tokens already streamed are kept as stored); not part
+    /// of the leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprobs>>,
     /// `stop` (a stop token ended generation) or `length`.
     pub finish_reason: FinishReason,
     /// Root of the execution trace.

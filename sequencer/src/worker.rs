@@ -1,9 +1,10 @@
 //! The remote executor: a worker loop over the executor HTTP API ([`crate::wire`]), generic over the inference
 //! engine ([`InferenceEngine`]) and signing leaves with the executor's secp256k1 key.
 //!
-//! Per job: lease (long-poll) → run the engine on a blocking thread → stream each token to `/tokens` as it is
-//! produced → build the leaf from the lease (request id, model root, prompt root, params hash) and the result, sign it
-//! under the rollup's EIP-712 domain → `/complete`. A heartbeat task renews every held lease every
+//! Per job: lease (long-poll) → run the engine on a blocking thread → stream each token (with its logprobs when the
+//! job asks for them, see [`vir::logprobs`]) to `/tokens` as it is produced → build the leaf from the lease (request
+//! id, model root, prompt root, params hash) and the result, sign it under the rollup's EIP-712 domain →
+//! `/complete`. A heartbeat task renews every held lease every
 //! [`WorkerConfig::heartbeat_every`]; a lease the sequencer reports lost is abandoned (its result is not sent).
 //!
 //! - **Re-leased jobs**: a job an earlier attempt already streamed tokens of comes with `streamed_tokens`; the run
@@ -37,7 +38,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use vir::bundle::ModelBundle;
-use vir::interp::{TraceCommitter, generate};
+use vir::interp::{Generation, TraceCommitter, TraceSink, generate};
+use vir::logprobs::{LogprobSink, TokenLogprobs};
 
 /// The result of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +65,44 @@ pub trait InferenceEngine: Send + Sync + 'static {
     fn model_root(&self) -> B256;
 
     /// Runs `prompt` with `params`, calling `on_token` with each token as it is produced, and commits the trace.
+    /// With `logprobs: Some(k)` each token comes with its logprobs and `k` alternatives (computed from the run's
+    /// Logits ops, see [`vir::logprobs`]); with `None` nothing extra is computed and `on_token` gets `None`.
     fn run(
         &self,
         prompt: &[u32],
         params: &SamplingParams,
-        on_token: &mut dyn FnMut(u32),
+        logprobs: Option<u8>,
+        on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
     ) -> Result<Execution, EngineFailure>;
+}
+
+/// Runs one request through `run` (an engine's generate: a trace sink and a per-token callback) with a committing
+/// trace sink, wrapped in a [`LogprobSink`] when logprobs are asked for; the shared body of every engine's
+/// [`InferenceEngine::run`].
+pub fn committed_run<E: std::fmt::Display>(
+    logprobs: Option<u8>,
+    on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
+    run: impl FnOnce(&mut (dyn TraceSink + Send), &mut dyn FnMut(u32)) -> Result<Generation, E>,
+) -> Result<Execution, EngineFailure> {
+    let failure = |e: E| EngineFailure(e.to_string());
+    let (generation, trace) = match logprobs {
+        None => {
+            let mut sink = TraceCommitter::default();
+            let g = run(&mut sink, &mut |t| on_token(t, None)).map_err(failure)?;
+            (g, sink.finish())
+        }
+        Some(k) => {
+            let (mut sink, rx) = LogprobSink::new(TraceCommitter::default(), usize::from(k));
+            let g = run(&mut sink, &mut |t| on_token(t, rx.next())).map_err(failure)?;
+            (g, sink.into_inner().finish())
+        }
+    };
+    Ok(Execution {
+        tokens: generation.tokens,
+        finish_reason: generation.finish_reason,
+        trace_root: trace.root,
+        op_count: trace.op_count,
+    })
 }
 
 /// [`InferenceEngine`] on the scalar reference interpreter (`vir::interp::generate`).
@@ -93,17 +127,11 @@ impl InferenceEngine for ReferenceEngine {
         &self,
         prompt: &[u32],
         params: &SamplingParams,
-        on_token: &mut dyn FnMut(u32),
+        logprobs: Option<u8>,
+        on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
     ) -> Result<Execution, EngineFailure> {
-        let mut sink = TraceCommitter::default();
-        let g = generate(&self.bundle.model, prompt, params, &mut sink, on_token)
-            .map_err(|e| EngineFailure(e.to_string()))?;
-        let trace = sink.finish();
-        Ok(Execution {
-            tokens: g.tokens,
-            finish_reason: g.finish_reason,
-            trace_root: trace.root,
-            op_count: trace.op_count,
+        committed_run(logprobs, on_token, |sink, on_token| {
+            generate(&self.bundle.model, prompt, params, sink, on_token)
         })
     }
 }
@@ -431,6 +459,24 @@ async fn heartbeat_loop<E: InferenceEngine>(shared: Arc<Shared<E>>) {
     }
 }
 
+/// A token as the engine produced it, with its logprobs when asked for.
+type Produced = (u32, Option<TokenLogprobs>);
+
+/// Records a produced token; `logprobs` (when asked for) becomes `None` if a token comes without its own.
+fn push_produced(
+    (token, lp): Produced,
+    produced: &mut Vec<u32>,
+    logprobs: &mut Option<Vec<TokenLogprobs>>,
+) {
+    produced.push(token);
+    if let Some(all) = logprobs {
+        match lp {
+            Some(lp) if lp.token == token => all.push(lp),
+            _ => *logprobs = None,
+        }
+    }
+}
+
 /// How a job's streaming ended.
 enum Streamed {
     /// Every token produced was consistent with `streamed_tokens`.
@@ -565,16 +611,17 @@ impl<E: InferenceEngine> Shared<E> {
             );
             return "failed";
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Produced>();
         let engine = self.engine.clone();
         let prompt = job.prompt_tokens.clone();
         let params = job.params;
+        let logprobs = job.logprobs;
         let run = tokio::task::spawn_blocking(move || {
-            engine.run(&prompt, &params, &mut |t| {
-                let _ = tx.send(t);
+            engine.run(&prompt, &params, logprobs, &mut |t, lp| {
+                let _ = tx.send((t, lp));
             })
         });
-        let (streamed, produced) = self.stream(job, &mut rx, lost).await;
+        let (streamed, produced, produced_logprobs) = self.stream(job, &mut rx, lost).await;
         let execution = match run.await {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
@@ -606,27 +653,41 @@ impl<E: InferenceEngine> Shared<E> {
         if lost.load(Ordering::Relaxed) {
             return "lost";
         }
+        let logprobs = match job.logprobs {
+            None => None,
+            Some(_) => match produced_logprobs {
+                Some(lp) => Some(lp),
+                None => {
+                    eprintln!(
+                        "verinfer-executor: job {id}: the engine gave no logprobs for some token; not completing"
+                    );
+                    return "failed";
+                }
+            },
+        };
         self.metrics.tokens.inc_by(execution.tokens.len() as u64);
-        self.complete(job, domain, execution, lost).await
+        self.complete(job, domain, execution, logprobs, lost).await
     }
 
-    /// Forwards produced tokens to `/tokens` (only those after `streamed_tokens`); returns how streaming ended and
-    /// how many tokens the engine produced.
+    /// Forwards produced tokens (with their logprobs when the job asks for them) to `/tokens` (only those after
+    /// `streamed_tokens`); returns how streaming ended, how many tokens the engine produced and, when every token
+    /// came with logprobs, their logprobs.
     async fn stream(
         &self,
         job: &WireJob,
-        rx: &mut tokio::sync::mpsc::UnboundedReceiver<u32>,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Produced>,
         lost: &AtomicBool,
-    ) -> (Streamed, usize) {
+    ) -> (Streamed, usize, Option<Vec<TokenLogprobs>>) {
         let earlier = &job.streamed_tokens;
         let mut produced: Vec<u32> = Vec::new();
+        let mut logprobs: Option<Vec<TokenLogprobs>> = job.logprobs.map(|_| Vec::new());
         let mut sent = earlier.len();
         let mut diverged = None;
         let mut give_up_sending = false;
         while let Some(first) = rx.recv().await {
-            produced.push(first);
+            push_produced(first, &mut produced, &mut logprobs);
             while let Ok(t) = rx.try_recv() {
-                produced.push(t);
+                push_produced(t, &mut produced, &mut logprobs);
             }
             if diverged.is_none()
                 && let Some(index) = produced.iter().zip(earlier).position(|(a, b)| a != b)
@@ -644,6 +705,10 @@ impl<E: InferenceEngine> Shared<E> {
                 attempt: job.attempt,
                 offset: u32::try_from(sent).unwrap_or(u32::MAX),
                 tokens: produced[sent..].to_vec(),
+                logprobs: logprobs
+                    .as_ref()
+                    .and_then(|all| all.get(sent..))
+                    .map(<[TokenLogprobs]>::to_vec),
             };
             match self.call::<_, TokensResponse>("tokens", &request).await {
                 Ok(_) => sent = produced.len(),
@@ -670,7 +735,7 @@ impl<E: InferenceEngine> Shared<E> {
             },
             None => Streamed::Ok,
         };
-        (streamed, produced.len())
+        (streamed, produced.len(), logprobs)
     }
 
     async fn complete(
@@ -678,6 +743,7 @@ impl<E: InferenceEngine> Shared<E> {
         job: &WireJob,
         domain: &Eip712Domain,
         execution: Execution,
+        logprobs: Option<Vec<TokenLogprobs>>,
         lost: &AtomicBool,
     ) -> &'static str {
         let executor = self.signer.address();
@@ -706,6 +772,7 @@ impl<E: InferenceEngine> Shared<E> {
             job_id: job.job_id,
             attempt: job.attempt,
             tokens: execution.tokens,
+            logprobs,
             finish_reason: execution.finish_reason,
             trace_root: execution.trace_root,
             op_count: execution.op_count,

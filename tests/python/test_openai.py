@@ -1,11 +1,12 @@
 """The official `openai` Python client against a running verinfer API (see conftest.py for the environment).
 
 Covers what a dApp developer does with the client: models, chat and completions streaming and not, `n > 1`, `seed`,
-`stop`, `max_tokens` / `max_completion_tokens`, the request-id header and the receipt it leads to, and errors, each of
+`stop`, `max_tokens` / `max_completion_tokens`, `logprobs` / `top_logprobs` (parsed into the client's typed models), the request-id header and the receipt it leads to, and errors, each of
 which must surface as the client's typed API error (never a parse or validation error of the client).
 """
 
 import asyncio
+import math
 import os
 import re
 import time
@@ -393,3 +394,74 @@ def test_prompt_over_the_context_is_bad_request(client: openai.OpenAI, model: st
         client.chat.completions.create(model=model, messages=user("Hi"),
                                        max_tokens=context_length(client, model) + 1)
     assert e.value.code == "context_length_exceeded"
+
+
+def check_chat_logprobs(choice, k: int, greedy: bool) -> list:
+    """The typed `choice.logprobs.content` is well formed; returns it."""
+    assert choice.logprobs is not None, "logprobs were asked for"
+    content = choice.logprobs.content
+    assert content, "one entry per generated token"
+    for entry in content:
+        assert entry.logprob <= 0.0
+        assert bytes(entry.bytes).decode("utf-8", errors="replace") == entry.token
+        top = entry.top_logprobs
+        assert len(top) == k
+        assert all(a.logprob >= b.logprob for a, b in zip(top, top[1:])), "sorted by probability"
+        assert sum(math.exp(t.logprob) for t in top) <= 1.0 + 1e-6
+        if top:
+            assert entry.logprob <= top[0].logprob + 1e-9
+            same = [t for t in top if t.bytes == entry.bytes]
+            if same:
+                assert abs(same[0].logprob - entry.logprob) < 1e-6
+        if greedy and top:
+            assert top[0].bytes == entry.bytes, "greedy decoding picks the most likely token"
+    return content
+
+
+def test_chat_logprobs_stream_and_non_stream(client: openai.OpenAI, model: str) -> None:
+    args = dict(model=model, messages=user("Tell me a story"), max_tokens=10, temperature=0,
+                logprobs=True, top_logprobs=5)
+    done = client.chat.completions.create(**args)
+    content = check_chat_logprobs(done.choices[0], 5, greedy=True)
+    if done.choices[0].finish_reason == "length":
+        assert len(content) == done.usage.completion_tokens
+    streamed = []
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for c in chunk.choices:
+            if c.logprobs is not None and c.logprobs.content:
+                streamed.extend(c.logprobs.content)
+    assert [e.model_dump() for e in streamed] == [e.model_dump() for e in content]
+    plain = client.chat.completions.create(model=model, messages=user("Hi"), max_tokens=3)
+    assert plain.choices[0].logprobs is None
+
+
+def test_chat_logprobs_n2_sampled(client: openai.OpenAI, model: str) -> None:
+    args = dict(model=model, messages=user("Pick a word"), max_tokens=8, temperature=1.0, seed=21, n=2,
+                logprobs=True, top_logprobs=2)
+    done = client.chat.completions.create(**args)
+    lists = [check_chat_logprobs(c, 2, greedy=False) for c in done.choices]
+    again = client.chat.completions.create(**args)
+    assert [[e.model_dump() for e in check_chat_logprobs(c, 2, greedy=False)] for c in again.choices] == \
+        [[e.model_dump() for e in l] for l in lists], "seeded runs give the same logprobs"
+
+
+def test_completion_logprobs(client: openai.OpenAI, model: str) -> None:
+    args = dict(model=model, prompt="The quick brown fox", max_tokens=8, temperature=0, logprobs=3)
+    done = client.completions.create(**args)
+    lp = done.choices[0].logprobs
+    assert lp is not None
+    n = len(lp.tokens)
+    assert n > 0 and len(lp.token_logprobs) == n and len(lp.top_logprobs) == n and len(lp.text_offset) == n
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert logprob <= 0.0
+        assert token in top, "the generated token is among the top entries"
+        assert len(top) <= 4
+        assert abs(max(top.values()) - top[token]) < 1e-9, "greedy: the generated token is the most likely"
+    streamed = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for chunk in client.completions.create(**args, stream=True):
+        for c in chunk.choices:
+            if c.logprobs is not None:
+                for field in streamed:
+                    streamed[field].extend(getattr(c.logprobs, field))
+    assert streamed == {f: getattr(lp, f) for f in streamed}

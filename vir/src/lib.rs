@@ -11,6 +11,7 @@ pub mod fixed;
 pub mod float_ref;
 pub mod gguf;
 pub mod interp;
+pub mod logprobs;
 pub mod model;
 pub mod ops;
 pub mod program;

@@ -403,6 +403,23 @@ impl Tokenizer {
         self.inner.tokens.get(id as usize).cloned()
     }
 
+    /// The raw bytes of token `id`: its byte-level form mapped back through GPT-2's byte alphabet (characters outside
+    /// the alphabet, as in added special tokens, count as their UTF-8). `None` for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let token = self.inner.tokens.get(id as usize)?;
+        let mut out = Vec::with_capacity(token.len());
+        for c in token.chars() {
+            match byte_level_alphabet().find(|&(_, ch)| ch == c) {
+                Some((byte, _)) => out.push(byte),
+                None => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        Some(out)
+    }
+
     pub fn bos_id(&self) -> Option<u32> {
         self.inner.bos_id
     }

@@ -218,6 +218,26 @@ fn decode_round_trips_and_matches_reference() {
 }
 
 #[test]
+fn token_bytes_concatenate_to_the_reference_text() {
+    // The bytes of each token (OpenAI `logprobs.content[].bytes`), joined, are the text HF `tokenizers` decoded.
+    let tok = smollm2();
+    for case in &reference().cases {
+        let bytes: Vec<u8> = case
+            .ids
+            .iter()
+            .flat_map(|&id| tok.token_bytes(id).expect("id in the vocabulary"))
+            .collect();
+        assert_eq!(
+            bytes,
+            case.decoded_with_specials.as_bytes(),
+            "{}: token bytes",
+            case.name
+        );
+    }
+    assert_eq!(tok.token_bytes(u32::MAX), None);
+}
+
+#[test]
 fn chat_render_matches_jinja2_byte_for_byte() {
     let tok = smollm2();
     for chat in &reference().chats {

@@ -27,6 +27,7 @@ use protocol::{Address, B256, FinishReason, LeafSignature, SamplingParams};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use vir::logprobs::{TokenLogprobs, TopLogprob};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,14 @@ pub enum StorageError {
         number: u64,
         /// What conflicts.
         reason: String,
+    },
+    /// Streamed or completed logprobs do not fit the job (missing when asked for, or not one per token).
+    #[error("job {job_id}: {why}")]
+    Logprobs {
+        /// The job.
+        job_id: i64,
+        /// What is wrong.
+        why: String,
     },
     /// A stored value cannot be decoded (schema drift or manual edits).
     #[error("stored data is corrupt: {0}")]
@@ -171,6 +180,8 @@ pub struct NewRequest {
     pub options: String,
     /// Sampling parameters, one per choice, `choice_index = 0..n`.
     pub choices: Vec<SamplingParams>,
+    /// Logprobs wanted for every choice: `None` = none, `Some(k)` = the chosen token's and `k` alternatives.
+    pub logprobs: Option<u8>,
 }
 
 /// A stored request.
@@ -224,6 +235,8 @@ pub struct LeasedJob {
     pub params: SamplingParams,
     /// Tokens already streamed by an earlier attempt (a re-run must reproduce them).
     pub tokens: Vec<u32>,
+    /// Logprobs wanted: `None` = none, `Some(k)` = the chosen token's and `k` alternatives per token.
+    pub logprobs: Option<u8>,
     /// When the lease expires unless renewed.
     pub lease_expires_ms: i64,
 }
@@ -239,6 +252,8 @@ pub struct ChoiceProgress {
     pub tokens: Vec<u32>,
     /// Why generation stopped, once executed.
     pub finish_reason: Option<FinishReason>,
+    /// The logprobs of `tokens`, one per token, when the request asked for logprobs (else empty).
+    pub logprobs: Vec<TokenLogprobs>,
 }
 
 /// Everything stored about a job (receipts, batcher).
@@ -303,6 +318,8 @@ pub struct JobOutcome {
     pub output_hash: B256,
     /// EIP-712 hash of the leaf.
     pub leaf_hash: B256,
+    /// Logprobs of `tokens` (one per token) when the job asked for them; those of tokens already streamed are kept.
+    pub logprobs: Option<Vec<TokenLogprobs>>,
 }
 
 /// The result of [`JobQueue::append_tokens`].
@@ -412,13 +429,14 @@ pub trait JobQueue: Send + Sync {
     ) -> Result<Vec<LeaseRef>, StorageError>;
 
     /// Stores streamed tokens starting at position `offset`; tokens overlapping those already stored must equal
-    /// them.
+    /// them. When the job asked for logprobs, `logprobs` holds one per token (stored for the new tokens only).
     async fn append_tokens(
         &self,
         executor: &str,
         lease: LeaseRef,
         offset: u32,
         tokens: &[u32],
+        logprobs: Option<&[TokenLogprobs]>,
     ) -> Result<TokensStored, StorageError>;
 
     /// Marks the job executed with its outcome and counts the tokens against the request's key. Repeating the
@@ -517,4 +535,101 @@ pub(crate) fn merge_tokens(
     let mut merged = stored.to_vec();
     merged.extend_from_slice(&tokens[overlap..]);
     Ok(Some(merged))
+}
+
+/// Token logprobs as stored: per token, the number of alternatives `k` (u8), the logprob (f64 bits, LE), then `k`
+/// times (token id u32 LE, logprob f64 bits LE). The chosen token's id is the token at the same position.
+pub fn encode_logprobs(logprobs: &[TokenLogprobs]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for lp in logprobs {
+        let top = &lp.top[..lp.top.len().min(usize::from(u8::MAX))];
+        out.push(top.len() as u8);
+        out.extend_from_slice(&lp.logprob.to_bits().to_le_bytes());
+        for t in top {
+            out.extend_from_slice(&t.token.to_le_bytes());
+            out.extend_from_slice(&t.logprob.to_bits().to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode_logprobs`], given the tokens the records belong to: at most one record per token (records
+/// past the tokens, written by a newer update, are left out).
+pub fn decode_logprobs(bytes: &[u8], tokens: &[u32]) -> Result<Vec<TokenLogprobs>, StorageError> {
+    let corrupt = || StorageError::Corrupt("truncated logprobs record".into());
+    let f64_at = |b: &[u8], at: usize| -> Result<f64, StorageError> {
+        let raw: [u8; 8] = b
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(corrupt)?;
+        Ok(f64::from_bits(u64::from_le_bytes(raw)))
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(&token) = tokens.get(out.len()) else {
+            break;
+        };
+        let k = usize::from(bytes[at]);
+        let logprob = f64_at(bytes, at + 1)?;
+        at += 9;
+        let mut top = Vec::with_capacity(k);
+        for _ in 0..k {
+            let id: [u8; 4] = bytes
+                .get(at..at + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(corrupt)?;
+            top.push(TopLogprob {
+                token: u32::from_le_bytes(id),
+                logprob: f64_at(bytes, at + 4)?,
+            });
+            at += 12;
+        }
+        out.push(TokenLogprobs {
+            token,
+            logprob,
+            top,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks logprobs sent for `tokens` against a job asking for `top` alternatives (`None`: not asked, ignored).
+pub(crate) fn check_logprobs(
+    job_id: i64,
+    top: Option<u8>,
+    tokens: &[u32],
+    logprobs: Option<&[TokenLogprobs]>,
+) -> Result<(), StorageError> {
+    let Some(k) = top else {
+        return Ok(());
+    };
+    let why = |why: String| StorageError::Logprobs { job_id, why };
+    let Some(logprobs) = logprobs else {
+        return Err(why(
+            "the request asked for logprobs but none were sent".into()
+        ));
+    };
+    if logprobs.len() != tokens.len() {
+        return Err(why(format!(
+            "{} logprobs for {} tokens",
+            logprobs.len(),
+            tokens.len()
+        )));
+    }
+    for (i, (lp, &t)) in logprobs.iter().zip(tokens).enumerate() {
+        if lp.token != t {
+            return Err(why(format!(
+                "logprobs #{i} are for token {} not {t}",
+                lp.token
+            )));
+        }
+        if lp.top.len() > usize::from(k) || !lp.logprob.is_finite() {
+            return Err(why(format!(
+                "logprobs #{i}: {} alternatives (asked: {k}) or a non-finite logprob",
+                lp.top.len()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -21,7 +21,7 @@ const LEASE_JOBS: &str = "WITH picked AS ( \
      FROM picked, requests AS r \
      WHERE j.id = picked.id AND r.id = j.request_id \
      RETURNING j.id, j.attempt, j.request_id, j.choice_index, j.max_tokens, j.temperature_milli, j.top_p_milli, \
-         j.seed, j.tokens, r.model, r.model_root, r.prompt_tokens";
+         j.seed, j.tokens, j.logprobs_top, r.model, r.model_root, r.prompt_tokens";
 
 /// The Postgres migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
@@ -38,6 +38,13 @@ pub fn migrator() -> Migrator {
             "batches".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0002_batches.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "logprobs".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_logprobs.sql").into_sql_str(),
             false,
         ),
     ])
@@ -120,6 +127,7 @@ fn leased_from_row(row: &PgRow, expires: i64) -> Result<LeasedJob, StorageError>
         &row.try_get::<Vec<u8>, _>("request_id")?,
         params,
         &row.try_get::<Vec<u8>, _>("tokens")?,
+        row.try_get::<Option<i64>, _>("logprobs_top")?,
         row.try_get("model")?,
         &row.try_get::<Vec<u8>, _>("model_root")?,
         &row.try_get::<Vec<u8>, _>("prompt_tokens")?,

@@ -25,7 +25,7 @@ pub(super) const INSERT_REQUEST: &str = "INSERT INTO requests (id, kind, model, 
      prompt_tokens, prompt_len, prompt_root, n, options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (request_id, choice_index, max_tokens, temperature_milli, \
-     top_p_milli, seed, state, tokens, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)";
+     top_p_milli, seed, state, tokens, updated_at, logprobs_top) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)";
 
 pub(super) const ADD_REQUEST_USAGE: &str = "INSERT INTO key_usage (key_id, requests, prompt_tokens, \
      completion_tokens) VALUES ($1, 1, $2, 0) ON CONFLICT (key_id) DO UPDATE SET \
@@ -37,7 +37,7 @@ pub(super) const ADD_COMPLETION_USAGE: &str = "UPDATE key_usage SET completion_t
 pub(super) const SELECT_REQUEST: &str = "SELECT id, kind, model, model_root, key_id, created_at, prompt_tokens, \
      prompt_root, n, options FROM requests WHERE id = $1";
 
-pub(super) const SELECT_PROGRESS: &str = "SELECT choice_index, state, tokens, finish_reason FROM jobs \
+pub(super) const SELECT_PROGRESS: &str = "SELECT choice_index, state, tokens, finish_reason, logprobs FROM jobs \
      WHERE request_id = $1 ORDER BY choice_index";
 
 pub(super) const SELECT_JOBS: &str = concat!(
@@ -54,13 +54,26 @@ pub(super) const QUEUE_DEPTH: &str = "SELECT state, COUNT(*) AS c FROM jobs \
 pub(super) const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
      WHERE id = $3 AND attempt = $4 AND executor = $5 AND state = 'leased'";
 
-pub(super) const UPDATE_TOKENS: &str = "UPDATE jobs SET tokens = $1, updated_at = $2 \
-     WHERE id = $3 AND attempt = $4 AND executor = $5 AND state = 'leased' AND length(tokens) = $6";
+pub(super) const UPDATE_TOKENS: &str = "UPDATE jobs SET tokens = $1, logprobs = $2, updated_at = $3 \
+     WHERE id = $4 AND attempt = $5 AND executor = $6 AND state = 'leased' AND length(tokens) = $7";
 
-pub(super) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'executed', tokens = $1, finish_reason = $2, \
-     trace_root = $3, op_count = $4, executor_address = $5, signature = $6, output_hash = $7, leaf_hash = $8, \
-     executed_at = $9, updated_at = $9, lease_expires_at = NULL \
-     WHERE id = $10 AND attempt = $11 AND executor = $12 AND state = 'leased'";
+pub(super) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'executed', tokens = $1, logprobs = $2, \
+     finish_reason = $3, trace_root = $4, op_count = $5, executor_address = $6, signature = $7, output_hash = $8, \
+     leaf_hash = $9, executed_at = $10, updated_at = $10, lease_expires_at = NULL \
+     WHERE id = $11 AND attempt = $12 AND executor = $13 AND state = 'leased'";
+
+/// The logprobs setting and the stored logprobs of a job.
+pub(super) const SELECT_LOGPROBS: &str = "SELECT logprobs_top, logprobs FROM jobs WHERE id = $1";
+
+/// Stored `logprobs_top` (0..=20) as `u8`.
+pub(super) fn to_top(v: Option<i64>) -> Result<Option<u8>, super::StorageError> {
+    v.map(|v| {
+        u8::try_from(v).map_err(|_| {
+            super::StorageError::Corrupt(format!("logprobs_top = {v} is out of range"))
+        })
+    })
+    .transpose()
+}
 
 pub(super) const CREATE_KEY: &str = "INSERT INTO api_keys (key_hash, prefix, name, created_at, rpm_limit, \
      tpm_limit) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
@@ -144,12 +157,14 @@ macro_rules! impl_storage {
             use protocol::{Address, LeafSignature};
             use sqlx::Row;
             use std::time::Duration;
+            use vir::logprobs::TokenLogprobs;
             use $crate::ids::{RequestId, RequestKind};
             use $crate::storage::sql::{self, *};
             use $crate::storage::{
                 ApiKeyRecord, ChoiceProgress, JobOutcome, JobRecord, JobState, KeyUsage, LeaseRef,
                 LeasedJob, NewApiKey, NewRequest, QueueDepth, StorageError, StoredRequest,
-                TokensStored, decode_tokens, encode_tokens, merge_tokens,
+                TokensStored, check_logprobs, decode_logprobs, decode_tokens, encode_logprobs,
+                encode_tokens, merge_tokens,
             };
 
             pub(super) fn job_from_row(row: &$row) -> Result<JobRecord, StorageError> {
@@ -285,6 +300,7 @@ macro_rules! impl_storage {
                             .bind(params.seed as i64)
                             .bind(empty)
                             .bind(request.created_ms)
+                            .bind(request.logprobs.map(i64::from))
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -343,14 +359,18 @@ macro_rules! impl_storage {
                         .await?;
                     rows.iter()
                         .map(|row| {
+                            let tokens = decode_tokens(&row.try_get::<Vec<u8>, _>("tokens")?)?;
+                            let logprobs =
+                                decode_logprobs(&row.try_get::<Vec<u8>, _>("logprobs")?, &tokens)?;
                             Ok(ChoiceProgress {
                                 choice_index: to_u32(row.try_get("choice_index")?, "choice_index")?,
                                 state: to_state(&row.try_get::<String, _>("state")?)?,
-                                tokens: decode_tokens(&row.try_get::<Vec<u8>, _>("tokens")?)?,
+                                tokens,
                                 finish_reason: row
                                     .try_get::<Option<i64>, _>("finish_reason")?
                                     .map(to_finish)
                                     .transpose()?,
+                                logprobs,
                             })
                         })
                         .collect()
@@ -431,6 +451,7 @@ macro_rules! impl_storage {
                     lease: LeaseRef,
                     offset: u32,
                     tokens: &[u32],
+                    logprobs: Option<&[TokenLogprobs]>,
                 ) -> Result<TokensStored, StorageError> {
                     // Optimistic: read, merge, write only if the stored list did not change meanwhile.
                     for _ in 0..8 {
@@ -439,6 +460,8 @@ macro_rules! impl_storage {
                             .await?
                             .ok_or(StorageError::UnknownJob(lease.job_id))?;
                         check_lease(&job, executor, lease)?;
+                        let (top, stored_lp) = self.stored_logprobs(&job).await?;
+                        check_logprobs(job.job_id, top, tokens, logprobs)?;
                         let Some(merged) = merge_tokens(job.job_id, &job.tokens, offset, tokens)?
                         else {
                             return Ok(TokensStored {
@@ -453,8 +476,19 @@ macro_rules! impl_storage {
                                 max_tokens: job.params.max_tokens,
                             });
                         }
+                        // The new tokens' logprobs follow those already stored.
+                        let merged_lp = match (top, logprobs) {
+                            (Some(_), Some(lp)) => {
+                                let mut all = stored_lp;
+                                let new = job.tokens.len() - offset as usize;
+                                all.extend_from_slice(lp.get(new..).unwrap_or_default());
+                                encode_logprobs(&all)
+                            }
+                            _ => Vec::new(),
+                        };
                         let done = sqlx::query(sql::UPDATE_TOKENS)
                             .bind(encode_tokens(&merged))
+                            .bind(merged_lp)
                             .bind(self.clock.now_ms())
                             .bind(lease.job_id)
                             .bind(i64::from(lease.attempt))
@@ -512,10 +546,22 @@ macro_rules! impl_storage {
                             index,
                         });
                     }
+                    let (top, mut all_lp) = self.stored_logprobs(&job).await?;
+                    check_logprobs(
+                        job.job_id,
+                        top,
+                        &outcome.tokens,
+                        outcome.logprobs.as_deref(),
+                    )?;
+                    // Tokens streamed earlier keep their stored logprobs.
+                    if let (Some(_), Some(lp)) = (top, &outcome.logprobs) {
+                        all_lp.extend_from_slice(lp.get(all_lp.len()..).unwrap_or_default());
+                    }
                     let now = self.clock.now_ms();
                     let mut tx = self.writer().begin().await?;
                     let done = sqlx::query(sql::COMPLETE_JOB)
                         .bind(encode_tokens(&outcome.tokens))
+                        .bind(encode_logprobs(&all_lp))
                         .bind(i64::from(u8::from(outcome.finish_reason)))
                         .bind(outcome.trace_root.as_slice())
                         .bind(sql::from_u64(outcome.op_count))
@@ -553,6 +599,33 @@ macro_rules! impl_storage {
                         .as_ref()
                         .map(job_from_row)
                         .transpose()
+                }
+            }
+
+            impl $storage {
+                /// The job's logprobs setting and the logprobs stored for its tokens (at most one per token).
+                async fn stored_logprobs(
+                    &self,
+                    job: &JobRecord,
+                ) -> Result<(Option<u8>, Vec<TokenLogprobs>), StorageError> {
+                    let row = sqlx::query(sql::SELECT_LOGPROBS)
+                        .bind(job.job_id)
+                        .fetch_one(self.writer())
+                        .await?;
+                    let top = sql::to_top(row.try_get("logprobs_top")?)?;
+                    let bytes: Vec<u8> = row.try_get("logprobs")?;
+                    // Read apart from the tokens: records past them belong to a newer write (whose tokens the
+                    // caller's conditional update then finds changed).
+                    let stored = decode_logprobs(&bytes, &job.tokens)?;
+                    if top.is_some() && stored.len() != job.tokens.len() {
+                        return Err(StorageError::Corrupt(format!(
+                            "job {}: {} logprobs records for {} tokens",
+                            job.job_id,
+                            stored.len(),
+                            job.tokens.len()
+                        )));
+                    }
+                    Ok((top, stored))
                 }
             }
 
@@ -636,6 +709,7 @@ pub(super) fn leased_job(
     request_id: &[u8],
     params: protocol::SamplingParams,
     tokens: &[u8],
+    logprobs_top: Option<i64>,
     model: String,
     model_root: &[u8],
     prompt_tokens: &[u8],
@@ -652,6 +726,7 @@ pub(super) fn leased_job(
         prompt_tokens: super::decode_tokens(prompt_tokens)?,
         params,
         tokens: super::decode_tokens(tokens)?,
+        logprobs: to_top(logprobs_top)?,
         lease_expires_ms,
     })
 }

@@ -22,7 +22,8 @@ const LEASE_JOBS: &str = "UPDATE jobs SET state = 'leased', executor = $3, lease
          attempt = attempt + 1, updated_at = $1 \
      WHERE id IN (SELECT id FROM jobs \
          WHERE state = 'queued' OR (state = 'leased' AND lease_expires_at < $1) ORDER BY id LIMIT $2) \
-     RETURNING id, attempt, request_id, choice_index, max_tokens, temperature_milli, top_p_milli, seed, tokens";
+     RETURNING id, attempt, request_id, choice_index, max_tokens, temperature_milli, top_p_milli, seed, tokens, \
+         logprobs_top";
 
 const REQUEST_INPUT: &str = "SELECT model, model_root, prompt_tokens FROM requests WHERE id = $1";
 
@@ -41,6 +42,13 @@ pub fn migrator() -> Migrator {
             "batches".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0002_batches.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "logprobs".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_logprobs.sql").into_sql_str(),
             false,
         ),
     ])
@@ -162,6 +170,7 @@ fn leased_from_row(
         &row.try_get::<Vec<u8>, _>("request_id")?,
         params,
         &row.try_get::<Vec<u8>, _>("tokens")?,
+        row.try_get::<Option<i64>, _>("logprobs_top")?,
         model.to_string(),
         model_root,
         prompt,

@@ -87,6 +87,7 @@ fn result_of(job: &WireJob, executor: protocol::Address) -> (CompleteRequest, In
         job_id: job.job_id,
         attempt: job.attempt,
         tokens,
+        logprobs: None,
         finish_reason: finish,
         trace_root: trace.root,
         op_count: trace.op_count,

@@ -36,6 +36,7 @@ fn new_request(key_id: Option<i64>, n: u32, created_ms: i64) -> NewRequest {
         prompt_tokens: prompt,
         options: r#"{"stop":[]}"#.into(),
         choices: (0..n).map(|i| params(i, 4)).collect(),
+        logprobs: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn outcome(tokens: Vec<u32>) -> JobOutcome {
         executor_address: Address::repeat_byte(9),
         signature: None,
         leaf_hash: B256::repeat_byte(4),
+        logprobs: None,
     }
 }
 
@@ -150,42 +152,42 @@ async fn conformance(storage: SharedStorage, clock: Arc<ManualClock>) {
     // Streaming tokens: idempotent overlap, mismatch, gap, fencing, max_tokens.
     let l0 = job0.lease;
     let stored = storage
-        .append_tokens("exec-a", l0, 0, &[5, 6])
+        .append_tokens("exec-a", l0, 0, &[5, 6], None)
         .await
         .expect("append");
     assert_eq!((stored.stored, stored.request_id), (2, req.id));
     let stored = storage
-        .append_tokens("exec-a", l0, 1, &[6, 7])
+        .append_tokens("exec-a", l0, 1, &[6, 7], None)
         .await
         .expect("append");
     assert_eq!(stored.stored, 3);
     assert_eq!(
         storage
-            .append_tokens("exec-a", l0, 0, &[5])
+            .append_tokens("exec-a", l0, 0, &[5], None)
             .await
             .expect("same")
             .stored,
         3
     );
     assert!(matches!(
-        storage.append_tokens("exec-a", l0, 0, &[9]).await,
+        storage.append_tokens("exec-a", l0, 0, &[9], None).await,
         Err(StorageError::TokenMismatch { index: 0, .. })
     ));
     assert!(matches!(
-        storage.append_tokens("exec-a", l0, 5, &[1]).await,
+        storage.append_tokens("exec-a", l0, 5, &[1], None).await,
         Err(StorageError::TokenGap { .. })
     ));
     assert!(matches!(
-        storage.append_tokens("exec-b", l0, 3, &[1]).await,
+        storage.append_tokens("exec-b", l0, 3, &[1], None).await,
         Err(StorageError::LeaseLost { .. })
     ));
     let stale = LeaseRef { attempt: 7, ..l0 };
     assert!(matches!(
-        storage.append_tokens("exec-a", stale, 3, &[1]).await,
+        storage.append_tokens("exec-a", stale, 3, &[1], None).await,
         Err(StorageError::LeaseLost { .. })
     ));
     assert!(matches!(
-        storage.append_tokens("exec-a", l0, 3, &[1, 2]).await,
+        storage.append_tokens("exec-a", l0, 3, &[1, 2], None).await,
         Err(StorageError::TooManyTokens { .. })
     ));
     assert!(matches!(
@@ -197,7 +199,8 @@ async fn conformance(storage: SharedStorage, clock: Arc<ManualClock>) {
                     attempt: 1
                 },
                 0,
-                &[1]
+                &[1],
+                None
             )
             .await,
         Err(StorageError::UnknownJob(999_999))
@@ -228,7 +231,7 @@ async fn conformance(storage: SharedStorage, clock: Arc<ManualClock>) {
         .expect("heartbeat");
     clock.advance(5_000);
     storage
-        .append_tokens("exec-a", job1.lease, 0, &[8])
+        .append_tokens("exec-a", job1.lease, 0, &[8], None)
         .await
         .expect("an expired but not yet taken-over lease may still write");
     let again = storage.lease("exec-b", 5, LEASE).await.expect("lease");
@@ -240,7 +243,9 @@ async fn conformance(storage: SharedStorage, clock: Arc<ManualClock>) {
     );
     assert_eq!(job1b.tokens, vec![8], "streamed tokens survive a re-lease");
     assert!(matches!(
-        storage.append_tokens("exec-a", job1.lease, 1, &[9]).await,
+        storage
+            .append_tokens("exec-a", job1.lease, 1, &[9], None)
+            .await,
         Err(StorageError::LeaseLost { .. })
     ));
 
@@ -261,7 +266,7 @@ async fn conformance(storage: SharedStorage, clock: Arc<ManualClock>) {
         .await
         .expect("repeat is a no-op");
     assert!(matches!(
-        storage.append_tokens("exec-a", l0, 4, &[1]).await,
+        storage.append_tokens("exec-a", l0, 4, &[1], None).await,
         Err(StorageError::LeaseLost { .. })
     ));
     let job = storage.job(l0.job_id).await.expect("read").expect("exists");
