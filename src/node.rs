@@ -19,9 +19,12 @@ use verinfer_sequencer::model::ServedModel;
 use verinfer_sequencer::settlement::{L1Pipeline, PipelineConfig, PipelineHandle};
 use verinfer_sequencer::storage::SharedStorage;
 use verinfer_sequencer::verify::BondedExecutors;
-use verinfer_sequencer::worker::{EngineFailure, Execution, InferenceEngine, ReferenceEngine};
+use verinfer_sequencer::worker::{
+    EngineFailure, Execution, InferenceEngine, ReferenceEngine, committed_run,
+};
 use verinfer_sequencer::{AppState, SequencerConfig, admin_router, public_router};
 use vir::bundle::ModelBundle;
+use vir::logprobs::TokenLogprobs;
 
 pub use alloy::signers::local::PrivateKeySigner;
 
@@ -271,7 +274,12 @@ pub enum DeviceKind {
     Cuda,
 }
 
-type RunFn = dyn Fn(&[u32], &SamplingParams, &mut dyn FnMut(u32)) -> Result<Execution, EngineFailure>
+type RunFn = dyn Fn(
+        &[u32],
+        &SamplingParams,
+        Option<u8>,
+        &mut dyn FnMut(u32, Option<TokenLogprobs>),
+    ) -> Result<Execution, EngineFailure>
     + Send
     + Sync;
 
@@ -290,27 +298,20 @@ impl InferenceEngine for Engine {
         &self,
         prompt: &[u32],
         params: &SamplingParams,
-        on_token: &mut dyn FnMut(u32),
+        logprobs: Option<u8>,
+        on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
     ) -> Result<Execution, EngineFailure> {
-        (self.run)(prompt, params, on_token)
+        (self.run)(prompt, params, logprobs, on_token)
     }
 }
 
-/// The run function of a burn engine (any backend).
+/// The run function of a burn engine (any backend); logprobs come from its trace ([`committed_run`]).
 macro_rules! burn_run {
     ($engine:expr) => {{
         let engine = $engine;
-        let run: Box<RunFn> = Box::new(move |prompt, params, on_token| {
-            let mut sink = vir::interp::TraceCommitter::default();
-            let g = engine
-                .generate(prompt, params, &mut sink, on_token)
-                .map_err(|e| EngineFailure(e.to_string()))?;
-            let trace = sink.finish();
-            Ok(Execution {
-                tokens: g.tokens,
-                finish_reason: g.finish_reason,
-                trace_root: trace.root,
-                op_count: trace.op_count,
+        let run: Box<RunFn> = Box::new(move |prompt, params, logprobs, on_token| {
+            committed_run(logprobs, on_token, |sink, on_token| {
+                engine.generate(prompt, params, sink, on_token)
             })
         });
         run
@@ -324,7 +325,7 @@ impl Engine {
         let run: Box<RunFn> = match (kind, device) {
             (EngineKind::Reference, _) => {
                 let engine = ReferenceEngine::new(bundle);
-                Box::new(move |p, s, t| engine.run(p, s, t))
+                Box::new(move |p, s, l, t| engine.run(p, s, l, t))
             }
             (EngineKind::Burn, DeviceKind::Cpu) => burn_run!(
                 executor::BurnEngine::<executor::Cpu>::new(&bundle.model, Default::default())?

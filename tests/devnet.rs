@@ -1,5 +1,6 @@
-//! End-to-end tests of the built `verinfer` binary: `verinfer devnet` (embedded chain + SQLite; anvil + Postgres) from a
-//! chat completion to a final receipt whose Merkle proof the contract accepts, and a crash test of
+//! End-to-end tests of the built `verinfer` binary: `verinfer devnet` (embedded chain + SQLite, batch data in blobs
+//! and as calldata; anvil + Postgres with blobs) from a chat completion to a final receipt whose Merkle proof the
+//! contract accepts and whose batch data reads back from the blobs, and a crash test of
 //! `verinfer sequencer` (SIGKILL mid-load, restart on the same database: every request that got an id completes and
 //! gets a receipt; no batch is posted twice).
 //!
@@ -324,6 +325,14 @@ async fn devnet_embedded_sqlite_request_to_final() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn devnet_calldata_mode_request_to_final() {
+    let (devnet, root, key, _) = start_devnet(&["--da", "calldata"]);
+    let choice = completion_to_final(&root, &key).await;
+    posted_leaf(&choice);
+    devnet.interrupt();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn devnet_on_anvil_and_postgres_proof_accepted_by_contract() {
     let Some(anvil) = anvil() else { return };
     let (db_url, db_name) = create_db().await;
@@ -346,6 +355,23 @@ async fn devnet_on_anvil_and_postgres_proof_accepted_by_contract() {
             .await
             .expect("view"),
         "the contract accepts the receipt's proof as final"
+    );
+    // The batch went in blobs (the default); its data reads back from anvil's blobs, holds the leaf, and the
+    // posted signature root is the root of the signatures in it.
+    let (event, log) = rollup.batch_posted(batch).await.expect("BatchPosted");
+    let tx = rollup
+        .l1()
+        .transaction(log.tx_hash)
+        .await
+        .expect("transaction")
+        .expect("mined");
+    assert!(!tx.blob_versioned_hashes.is_empty(), "a blob transaction");
+    let data = rollup.batch_data(batch).await.expect("blobs read back");
+    let decoded = protocol::BatchData::decode(&data).expect("batch data");
+    assert!(decoded.leaf_hashes().contains(&hash));
+    assert_eq!(
+        protocol::batch::batch_signature_root(&decoded),
+        event.sigRoot
     );
     devnet.interrupt();
     drop_db(&db_name).await;

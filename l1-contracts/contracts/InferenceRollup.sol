@@ -8,10 +8,13 @@ import {IInferenceRollup} from "./IInferenceRollup.sol";
 /// @notice verinfer's L1 anchor: bonded sequencers post batch roots of signed inference results, each batch becomes
 ///         final after a challenge window, and a dispute game (set once by the owner) can invalidate single leaves
 ///         and slash bonds before that. Consumers call `isFinalized(batchId, leafHash, index, proof)`.
-/// @dev Definitions (leaf hash, Merkle tree, state chain, DA commitment) are docs/protocol.md; the batch data is the
-///      calldata of `postBatch` and its DA commitment is `keccak256(data)` computed here, so a batch can never be
-///      posted with a commitment that does not match its data. Batch ids start at 1; batch `n` carries
-///      `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`, `stateRoot_0 = 0`.
+/// @dev Definitions (leaf hash, Merkle tree, state chain, DA commitment) are docs/protocol.md. The batch data is
+///      either the calldata of `postBatch`, with DA commitment `keccak256(data)`, or the EIP-4844 blobs of a
+///      `postBatchBlobs` transaction, with DA commitment `keccak256(versionedHash_0 ‖ … ‖ versionedHash_{n-1})`
+///      read from `blobhash(i)`; both are computed here, so a batch can never be posted with a commitment that does
+///      not match its data. Every batch also commits `sigRoot`, the Merkle root over `keccak256` of the leaves' 65-byte
+///      signatures in leaf order, so a leaf's signature can be opened in one call (`proveBadSignature`). Batch ids
+///      start at 1; batch `n` carries `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`, `stateRoot_0 = 0`.
 contract InferenceRollup is IInferenceRollup {
     // ---------------------------------------------------------------------------------------------------------------
     // Types
@@ -38,14 +41,28 @@ contract InferenceRollup is IInferenceRollup {
         BondStatus status;
     }
 
-    /// @notice One posted batch. `batchRoot` and `daCommitment` take a slot each; the rest packs into one.
+    /// @notice One posted batch. `batchRoot` and `commitment` take a slot each; the rest packs into one (three
+    ///         slots: `postBatchBlobs` stays within 120k gas). `commitment = keccak256(daCommitment ‖ sigRoot)`; both
+    ///         halves are in the `BatchPosted` event.
     struct Batch {
         bytes32 batchRoot;
-        bytes32 daCommitment;
+        bytes32 commitment;
         address sequencer;
         uint40 postedAt;
         uint48 leafCount;
         bool finalized;
+    }
+
+    /// @notice A leaf's signature opened under a batch's `sigRoot` (for `proveBadSignature`).
+    /// @param daCommitment The batch's DA commitment (from `BatchPosted`).
+    /// @param sigRoot The batch's signature root (from `BatchPosted`).
+    /// @param signature The 65-byte `r ‖ s ‖ v` signature posted for the leaf.
+    /// @param proof Merkle proof of `keccak256(signature)` at the leaf's index under `sigRoot`.
+    struct SignatureOpening {
+        bytes32 daCommitment;
+        bytes32 sigRoot;
+        bytes signature;
+        bytes32[] proof;
     }
 
     /// @notice The model parameters the dispute game needs to know op `i` of a request. They are the 18 values of
@@ -93,6 +110,7 @@ contract InferenceRollup is IInferenceRollup {
         address indexed sequencer,
         bytes32 batchRoot,
         bytes32 daCommitment,
+        bytes32 sigRoot,
         uint64 leafCount,
         bytes32 stateRoot
     );
@@ -108,6 +126,11 @@ contract InferenceRollup is IInferenceRollup {
         uint256 burned,
         address indexed beneficiary,
         uint256 reward
+    );
+    /// @notice Leaf `index` of `batchId` was posted with a signature that does not recover its executor: the leaf is
+    ///         invalid and `sequencer` lost `slashed` (half to the prover, half burned).
+    event BadSignatureProven(
+        uint256 indexed batchId, uint256 index, address indexed executor, address indexed sequencer, uint256 slashed
     );
     event CreditClaimed(address indexed who, uint256 amount);
     event DisputeGameSet(address indexed disputeGame);
@@ -146,6 +169,7 @@ contract InferenceRollup is IInferenceRollup {
     error NotActiveSequencer(address who);
     error EmptyBatch();
     error EmptyBatchData();
+    error NoBlobs();
     error ZeroBatchRoot();
     error LeafCountTooLarge(uint64 leafCount, uint64 max);
     error StaleStateRoot(bytes32 expected, bytes32 current);
@@ -159,6 +183,10 @@ contract InferenceRollup is IInferenceRollup {
     error LeafAlreadyInvalid(uint256 batchId, uint256 index);
     error NoOpenDispute(uint256 batchId, address executor);
     error RewardTooLarge(uint256 reward, uint256 max);
+    error LeafNotInBatch(uint256 batchId, uint256 index);
+    error CommitmentMismatch(uint256 batchId);
+    error SignatureNotInBatch(uint256 batchId, uint256 index);
+    error SignatureValid(uint256 batchId, uint256 index, address executor);
 
     // ---------------------------------------------------------------------------------------------------------------
     // Configuration and state
@@ -339,43 +367,49 @@ contract InferenceRollup is IInferenceRollup {
     // Batches
     // ---------------------------------------------------------------------------------------------------------------
 
-    /// @notice Posts a batch: `data` is the batch data (docs/protocol.md §6) and its DA commitment is
-    ///         `keccak256(data)`; `batchRoot` is the Merkle root over `leafCount` leaf hashes. `prevStateRoot` must be
-    ///         the current `stateRoot`, so a poster that retries after a crash can never post a batch twice.
+    /// @notice Posts a batch with its data as calldata: `data` is the batch data (docs/protocol.md §6) and its DA
+    ///         commitment is `keccak256(data)`; `batchRoot` is the Merkle root over `leafCount` leaf hashes, `sigRoot`
+    ///         the Merkle root over the `leafCount` signature hashes. `prevStateRoot` must be the current
+    ///         `stateRoot`, so a poster that retries after a crash can never post a batch twice.
     /// @return batchId The new batch id (`batchCount`).
     /// @return newStateRoot `keccak256(prevStateRoot ‖ batchRoot)`.
-    function postBatch(bytes calldata data, bytes32 batchRoot, uint64 leafCount, bytes32 prevStateRoot)
+    function postBatch(bytes calldata data, bytes32 batchRoot, uint64 leafCount, bytes32 sigRoot, bytes32 prevStateRoot)
         external
         returns (uint256 batchId, bytes32 newStateRoot)
     {
-        if (!isActive(Role.Sequencer, msg.sender)) revert NotActiveSequencer(msg.sender);
-        if (leafCount == 0) revert EmptyBatch();
-        if (leafCount > MAX_LEAF_COUNT) revert LeafCountTooLarge(leafCount, MAX_LEAF_COUNT);
-        if (batchRoot == bytes32(0)) revert ZeroBatchRoot();
         if (data.length == 0) revert EmptyBatchData();
-        bytes32 current = stateRoot;
-        if (prevStateRoot != current) revert StaleStateRoot(prevStateRoot, current);
-
         bytes32 daCommitment;
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, data.offset, data.length)
             daCommitment := keccak256(ptr, data.length)
         }
-        newStateRoot = Protocol.hashPair(current, batchRoot);
-        batchId = uint256(batchCount) + 1;
+        return _post(daCommitment, batchRoot, leafCount, sigRoot, prevStateRoot);
+    }
 
-        batchCount = uint64(batchId);
-        stateRoot = newStateRoot;
-        _batches[batchId] = Batch({
-            batchRoot: batchRoot,
-            daCommitment: daCommitment,
-            sequencer: msg.sender,
-            postedAt: uint40(block.timestamp),
-            leafCount: uint48(leafCount),
-            finalized: false
-        });
-        emit BatchPosted(batchId, msg.sender, batchRoot, daCommitment, leafCount, newStateRoot);
+    /// @notice Posts a batch whose data travels in the transaction's EIP-4844 blobs (docs/protocol.md §6): the DA
+    ///         commitment is `keccak256(blobhash(0) ‖ … ‖ blobhash(n-1))` over all the transaction's blobs, so gas
+    ///         does not depend on the data size. Otherwise as `postBatch`. Reverts with `NoBlobs` without blobs.
+    /// @return batchId The new batch id (`batchCount`).
+    /// @return newStateRoot `keccak256(prevStateRoot ‖ batchRoot)`.
+    function postBatchBlobs(bytes32 batchRoot, uint64 leafCount, bytes32 sigRoot, bytes32 prevStateRoot)
+        external
+        returns (uint256 batchId, bytes32 newStateRoot)
+    {
+        bytes32 daCommitment;
+        uint256 n;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            for {} 1 {} {
+                let h := blobhash(n)
+                if iszero(h) { break }
+                mstore(add(ptr, shl(5, n)), h)
+                n := add(n, 1)
+            }
+            daCommitment := keccak256(ptr, shl(5, n))
+        }
+        if (n == 0) revert NoBlobs();
+        return _post(daCommitment, batchRoot, leafCount, sigRoot, prevStateRoot);
     }
 
     /// @notice Finalizes batch `batchId` once its challenge window has passed and no dispute on it is open.
@@ -435,6 +469,13 @@ contract InferenceRollup is IInferenceRollup {
         onlyDisputeGame
         returns (uint256 slashed)
     {
+        return _slash(role, offender, amount, beneficiary, reward);
+    }
+
+    function _slash(Role role, address offender, uint256 amount, address beneficiary, uint256 reward)
+        internal
+        returns (uint256 slashed)
+    {
         if (beneficiary == address(0) && reward != 0) revert ZeroAddress();
         Bond storage b = _bonds[role][offender];
         slashed = amount < b.amount ? amount : b.amount;
@@ -445,6 +486,46 @@ contract InferenceRollup is IInferenceRollup {
         emit BondChanged(role, offender, b.amount);
         emit Slashed(role, offender, slashed, burned, beneficiary, reward);
         _send(address(0), burned);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Non-interactive fault: bad signature
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Proves that leaf `index` of `batchId` was posted with a signature that does not recover its executor
+    ///         (forged, signed by another key, malformed, high-s, bad v): the leaf is invalidated and the batch's
+    ///         sequencer loses its whole bond, half credited to the caller and half burned. Anyone; only before the
+    ///         batch is final. `sig` opens the signature posted for the leaf under the batch's `sigRoot`.
+    /// @param batchId The batch.
+    /// @param leaf The leaf.
+    /// @param index Its index in the batch.
+    /// @param leafProof Its batch Merkle proof.
+    /// @param sig The signature posted for it, with its proof under `sigRoot`.
+    function proveBadSignature(
+        uint256 batchId,
+        InferenceLeaf calldata leaf,
+        uint256 index,
+        bytes32[] calldata leafProof,
+        SignatureOpening calldata sig
+    ) external {
+        Batch storage b = _batch(batchId);
+        if (b.finalized) revert BatchAlreadyFinalized(batchId);
+        if (!Protocol.verifyWithCount(b.batchRoot, b.leafCount, Protocol.hashLeaf(leaf), index, leafProof)) {
+            revert LeafNotInBatch(batchId, index);
+        }
+        if (Protocol.hashPair(sig.daCommitment, sig.sigRoot) != b.commitment) revert CommitmentMismatch(batchId);
+        if (!Protocol.verifyWithCount(sig.sigRoot, b.leafCount, keccak256(sig.signature), index, sig.proof)) {
+            revert SignatureNotInBatch(batchId, index);
+        }
+        address signer = Protocol.recover(leafSigningHash(leaf), sig.signature);
+        if (signer != address(0) && signer == leaf.executor) revert SignatureValid(batchId, index, signer);
+        if (invalidLeaf[batchId][index]) revert LeafAlreadyInvalid(batchId, index);
+        invalidLeaf[batchId][index] = true;
+        emit LeafInvalidated(batchId, index);
+        address sequencer = b.sequencer;
+        uint256 amount = _bonds[Role.Sequencer][sequencer].amount;
+        uint256 slashed = _slash(Role.Sequencer, sequencer, amount, msg.sender, amount / 2);
+        emit BadSignatureProven(batchId, index, leaf.executor, sequencer, slashed);
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -556,6 +637,34 @@ contract InferenceRollup is IInferenceRollup {
         b.amount = uint128(msg.value);
         b.status = BondStatus.Active;
         emit BondChanged(role, msg.sender, msg.value);
+    }
+
+    /// @dev The common part of `postBatch` and `postBatchBlobs`.
+    function _post(bytes32 daCommitment, bytes32 batchRoot, uint64 leafCount, bytes32 sigRoot, bytes32 prevStateRoot)
+        internal
+        returns (uint256 batchId, bytes32 newStateRoot)
+    {
+        if (!isActive(Role.Sequencer, msg.sender)) revert NotActiveSequencer(msg.sender);
+        if (leafCount == 0) revert EmptyBatch();
+        if (leafCount > MAX_LEAF_COUNT) revert LeafCountTooLarge(leafCount, MAX_LEAF_COUNT);
+        if (batchRoot == bytes32(0)) revert ZeroBatchRoot();
+        bytes32 current = stateRoot;
+        if (prevStateRoot != current) revert StaleStateRoot(prevStateRoot, current);
+
+        newStateRoot = Protocol.hashPair(current, batchRoot);
+        batchId = uint256(batchCount) + 1;
+
+        batchCount = uint64(batchId);
+        stateRoot = newStateRoot;
+        _batches[batchId] = Batch({
+            batchRoot: batchRoot,
+            commitment: Protocol.hashPair(daCommitment, sigRoot),
+            sequencer: msg.sender,
+            postedAt: uint40(block.timestamp),
+            leafCount: uint48(leafCount),
+            finalized: false
+        });
+        emit BatchPosted(batchId, msg.sender, batchRoot, daCommitment, sigRoot, leafCount, newStateRoot);
     }
 
     function _batch(uint256 batchId) internal view returns (Batch storage b) {

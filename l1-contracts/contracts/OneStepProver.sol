@@ -15,11 +15,18 @@ struct Chunks {
 }
 
 /// @notice An op output under the trace root: its output root, the trace-leaf proof (bottom-up siblings) and
-///         the chunks the one-step check reads. For the disputed op itself `traceProof` is unused (its leaf is the
-///         dispute's current node); for an Embed op's prompt token `outputRoot` is the prompt's tensor root.
+///         the chunks read (`proveOutputMismatch`'s PickToken opening).
 struct TraceOpening {
     bytes32 outputRoot;
     bytes32[] traceProof;
+    Chunks chunks;
+}
+
+/// @notice An op output read by a one-step proof: its output root and the chunks read. The trace leaves of all
+///         inputs are proven together by the proof's `traceNodes` multiproof; for the disputed op itself the leaf
+///         is the dispute's current node; for an Embed op's prompt token `outputRoot` is the prompt's tensor root.
+struct OutputOpening {
+    bytes32 outputRoot;
     Chunks chunks;
 }
 
@@ -34,11 +41,13 @@ struct ModelOpening {
 }
 
 /// @notice A one-step proof of op `index`: the executor's output chunk(s) holding the disputed element, the op's
-///         inputs under earlier trace leaves and its weights/tables under the model root, in the op's order
-///         (docs/disputes.md §4).
+///         inputs under earlier trace leaves, the Merkle multiproof of those leaves under the trace root
+///         (docs/protocol.md §1.1: the distinct input indices, ascending) and the op's weights/tables under the
+///         model root, in the op's order (docs/disputes.md §4).
 struct OneStepProof {
-    TraceOpening out;
-    TraceOpening[] inputs;
+    OutputOpening out;
+    OutputOpening[] inputs;
+    bytes32[] traceNodes;
     ModelOpening[] weights;
 }
 
@@ -63,9 +72,11 @@ struct OneStepContext {
 ///
 ///         The op's descriptor comes from the program layout (`VirProgram`, a function of the registered model
 ///         config, the prompt length and `index`), never from a party. Every input is read by tensor-chunk proofs
-///         under the output root of the earlier trace leaf the program names, whose leaf is proven under the
-///         executor's trace root (the challenger agreed to every leaf before `index` while bisecting). Weights,
-///         norm weights and tables are read under the model root, at the leaf the layout of docs/vir.md §7 names.
+///         under the output root of the earlier trace leaf the program names; those leaves are proven together
+///         under the executor's trace root by one multiproof (the challenger agreed to every leaf before `index`
+///         while bisecting). Weights, norm weights and tables are read under the model root, at the leaf the layout
+///         of docs/vir.md §7 names; SwiGlu's SIGMOID lookups come from the prover's held copy of the VIR table
+///         when the model's SIGMOID leaf is that table.
 ///         The arithmetic is `OneStepVerifier`'s (bit-identical to `vir::ops`).
 ///
 ///         Element `e` of a QVec output is its int16 value `e` together with its group's exponent; a last-chunk
@@ -80,9 +91,16 @@ contract OneStepProver {
     uint256 internal constant CHUNK = 1024;
     uint256 internal constant EXP_LEN = 1 << 14;
     uint256 internal constant SIGMOID_LEN = 1 << 15;
+    /// @dev SIGMOID entries per table part (16 chunks): a part's code is `0x00 ‖ 16 KiB` of the table.
+    uint256 internal constant PART_ENTRIES = 1 << 12;
 
     /// @notice The arithmetic.
     OneStepVerifier public immutable verifier;
+    /// @notice Tensor root of the SIGMOID table held in `sigmoidParts` (zero when none is held). A SwiGlu proof
+    ///         whose SIGMOID model leaf has this tensor root reads its entries from that code instead of calldata.
+    bytes32 public immutable sigmoidRoot;
+    /// @notice The contracts whose code holds the SIGMOID table, 16 KiB each after a leading STOP byte.
+    address[] public sigmoidParts;
 
     /// @dev Per-call state.
     struct S {
@@ -93,11 +111,37 @@ contract OneStepProver {
         uint256 opCount;
         bytes32 modelRoot;
         uint256 modelLeaves;
+        // The input trace leaves read so far: `nLeaves` pairs (index, leaf), checked together at the end.
+        uint256 nLeaves;
+        uint256[] leafIndex;
+        bytes32[] leafHash;
     }
 
     /// @param verifier_ The op arithmetic.
-    constructor(OneStepVerifier verifier_) {
+    /// @param sigmoidParts_ Contracts holding the SIGMOID table (each `0x00 ‖` 4,096 entries, i32 LE), or none.
+    constructor(OneStepVerifier verifier_, address[] memory sigmoidParts_) {
         verifier = verifier_;
+        bytes32 root;
+        if (sigmoidParts_.length != 0) {
+            if (sigmoidParts_.length * PART_ENTRIES != SIGMOID_LEN) revert BadChunks("sigmoid parts");
+            uint256 perPart = 4 * PART_ENTRIES / CHUNK;
+            bytes32[] memory leaves = new bytes32[](SIGMOID_LEN * 4 / CHUNK);
+            for (uint256 c; c < leaves.length; ++c) {
+                address part = sigmoidParts_[c / perPart];
+                if (part.code.length != 1 + 4 * PART_ENTRIES) revert BadChunks("sigmoid part size");
+                uint256 off = 1 + (c % perPart) * CHUNK;
+                bytes32 h;
+                assembly ("memory-safe") {
+                    let buf := mload(0x40)
+                    extcodecopy(part, buf, off, 1024)
+                    h := keccak256(buf, 1024)
+                }
+                leaves[c] = h;
+            }
+            root = Protocol.merkleRoot(leaves);
+            sigmoidParts = sigmoidParts_;
+        }
+        sigmoidRoot = root;
     }
 
     /// @notice Op `x.index`'s descriptor under `c`.
@@ -154,12 +198,15 @@ contract OneStepProver {
         s.opCount = x.opCount;
         s.modelRoot = x.modelRoot;
         s.modelLeaves = 9 * c.nLayers + (c.tiedOutput ? 7 : 8);
+        s.leafIndex = new uint256[](p.inputs.length);
+        s.leafHash = new bytes32[](p.inputs.length);
         // The executor's committed element (and exponent for QVec outputs).
         if (_traceLeaf(x.index, VirProgram.hash(s.o), p.out.outputRoot) != x.executorLeaf) revert BadOpening("out");
         int256 claimedExp;
         (claimed, claimedExp) = _claimed(s, p.out);
         int256 exp;
         (computed, exp) = _compute(s, x, p);
+        _verifyInputLeaves(s, p.traceNodes);
         executorRight = claimed == computed && (s.o.outType != 3 || claimedExp == exp);
     }
 
@@ -206,7 +253,7 @@ contract OneStepProver {
         uint256 pos = s.o.pos;
         uint256 token;
         if (pos < s.c.promptLen) {
-            TraceOpening calldata t = p.inputs[0];
+            OutputOpening calldata t = p.inputs[0];
             if (t.outputRoot != x.promptTensorRoot) revert BadOpening("prompt");
             token = uint32(uint256(_i32(_range(t.outputRoot, 4 * s.c.promptLen, 4 * pos, 4 * pos + 4, t.chunks), 0)));
         } else {
@@ -436,15 +483,19 @@ contract OneStepProver {
         return (vals[0], ex);
     }
 
-    /// @dev `SIGMOID[sigmoidIndex(g_i)]` for every gate value, read from the distinct table chunks in `w`.
+    /// @dev `SIGMOID[sigmoidIndex(g_i)]` for every gate value: from the table held in `sigmoidParts` when the
+    ///      model's SIGMOID leaf is that table and `w` opens no chunk, else from the distinct table chunks in `w`.
     function _sigmoids(S memory s, ModelOpening calldata w, bytes memory g, uint256 n)
         internal
-        pure
+        view
         returns (bytes memory sig)
     {
         uint256 len = 4 * SIGMOID_LEN;
         _leaf(s, w.tensorRoot, _expLeaf(s) + 1, w.modelProof);
         Chunks calldata ch = w.chunks;
+        if (ch.index.length == 0 && w.tensorRoot == sigmoidRoot && sigmoidRoot != bytes32(0)) {
+            return _heldSigmoids(g, n);
+        }
         if (ch.data.length != ch.index.length || ch.proofs.length != ch.index.length) revert BadChunks("shape");
         // slot[c] = position + 1 of table chunk c in `ch` (128 chunks of 256 entries).
         uint256[] memory slot = new uint256[](len / CHUNK);
@@ -467,6 +518,29 @@ contract OneStepProver {
                 let dst := add(add(sig, 0x20), shl(2, i))
                 let word := and(calldataload(add(data.offset, off)), shl(224, 0xffffffff))
                 mstore(dst, or(word, and(mload(dst), not(shl(224, 0xffffffff)))))
+            }
+        }
+    }
+
+    /// @dev `SIGMOID[sigmoidIndex(g_i)]` for every gate value, read from the code of `sigmoidParts`.
+    function _heldSigmoids(bytes memory g, uint256 n) internal view returns (bytes memory sig) {
+        address[] memory parts = sigmoidParts;
+        sig = new bytes(4 * n);
+        assembly ("memory-safe") {
+            let gp := add(g, 0x20)
+            let dst := add(sig, 0x20)
+            let pp := add(parts, 0x20)
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                // i32 LE gate value, sign-extended
+                let t := shr(224, mload(add(gp, shl(2, i))))
+                t := or(shr(8, and(t, 0xff00ff00)), shl(8, and(t, 0x00ff00ff)))
+                let v := signextend(3, or(shr(16, t), and(shl(16, t), 0xffff0000)))
+                let idx := add(sar(6, v), shl(14, 1))
+                if slt(idx, 0) { idx := 0 }
+                if sgt(idx, sub(shl(15, 1), 1)) { idx := sub(shl(15, 1), 1) }
+                extcodecopy(
+                    mload(add(pp, shl(5, shr(12, idx)))), add(dst, shl(2, i)), add(1, shl(2, and(idx, 4095))), 4
+                )
             }
         }
     }
@@ -603,7 +677,7 @@ contract OneStepProver {
     // Authenticated reads
 
     /// @dev The executor's element: `(value, exponent)` (exponent only for QVec outputs).
-    function _claimed(S memory s, TraceOpening calldata out) internal pure returns (int256 v, int256 exp) {
+    function _claimed(S memory s, OutputOpening calldata out) internal pure returns (int256 v, int256 exp) {
         uint256 len = VirProgram.byteLen(s.o);
         uint256 e = s.e;
         if (s.o.outType == 1) return (_i32(_range(out.outputRoot, len, 4 * e, 4 * e + 4, out.chunks), 0), 0);
@@ -615,17 +689,88 @@ contract OneStepProver {
         return (_i16(b, to - from - 2), _i32(b, 0));
     }
 
-    /// @dev Bytes `[from, to)` of the output of trace op `j` (proven under the trace root), from `p.inputs[k]`.
+    /// @dev Bytes `[from, to)` of the output of trace op `j`, from `p.inputs[k]`. Its trace leaf is recorded in `s`
+    ///      and proven under the trace root with all the others by `_verifyInputLeaves`.
     function _in(S memory s, OneStepProof calldata p, uint256 k, uint256 j, uint256 from, uint256 to)
         internal
         pure
         returns (bytes memory)
     {
-        TraceOpening calldata t = p.inputs[k];
+        OutputOpening calldata t = p.inputs[k];
         OpDesc memory dj = VirProgram.descriptor(s.c, j);
-        bytes32 leaf = _traceLeaf(j, VirProgram.hash(dj), t.outputRoot);
-        if (!Protocol.verifyWithCount(s.traceRoot, s.opCount, leaf, j, t.traceProof)) revert BadOpening("input leaf");
+        if (j >= s.opCount) revert BadOpening("input leaf");
+        uint256 n = s.nLeaves;
+        s.leafIndex[n] = j;
+        s.leafHash[n] = _traceLeaf(j, VirProgram.hash(dj), t.outputRoot);
+        s.nLeaves = n + 1;
         return _range(t.outputRoot, VirProgram.byteLen(dj), from, to, t.chunks);
+    }
+
+    /// @dev Proves every input leaf recorded by `_in` under the trace root with one multiproof (docs/protocol.md
+    ///      §1.1): the leaves sorted by index (a repeated index must repeat its leaf and counts once), `nodes` the
+    ///      siblings the bottom-up pass consumes. With no input leaf, `nodes` must be empty.
+    function _verifyInputLeaves(S memory s, bytes32[] calldata nodes) internal pure {
+        uint256[] memory idx = s.leafIndex;
+        bytes32[] memory h = s.leafHash;
+        uint256 n = s.nLeaves;
+        // Insertion sort (the inputs are nearly sorted: linear for AttnWeightedSum's values), then deduplicate.
+        for (uint256 i = 1; i < n; ++i) {
+            (uint256 ki, bytes32 hi) = (idx[i], h[i]);
+            uint256 j = i;
+            while (j > 0 && idx[j - 1] > ki) {
+                (idx[j], h[j]) = (idx[j - 1], h[j - 1]);
+                --j;
+            }
+            (idx[j], h[j]) = (ki, hi);
+        }
+        uint256 m;
+        for (uint256 i; i < n; ++i) {
+            if (m > 0 && idx[m - 1] == idx[i]) {
+                if (h[m - 1] != h[i]) revert BadOpening("input leaf");
+                continue;
+            }
+            (idx[m], h[m]) = (idx[i], h[i]);
+            ++m;
+        }
+        if (m == 0) {
+            if (nodes.length != 0) revert BadOpening("trace nodes");
+            return;
+        }
+        if (_multiRoot(Protocol.treeDepth(s.opCount), idx, h, m, nodes) != s.traceRoot) revert BadOpening("input leaf");
+    }
+
+    /// @dev The root implied by the multiproof `nodes` of the `n` leaves `(idx[i], h[i])` (strictly ascending,
+    ///      each `< 2^depth`) in a tree of depth `depth` (docs/protocol.md §1.1). Overwrites `idx` and `h`.
+    function _multiRoot(uint256 depth, uint256[] memory idx, bytes32[] memory h, uint256 n, bytes32[] calldata nodes)
+        internal
+        pure
+        returns (bytes32)
+    {
+        uint256 used;
+        for (uint256 level; level < depth; ++level) {
+            uint256 w;
+            for (uint256 i; i < n; ++i) {
+                uint256 x = idx[i];
+                bytes32 node = h[i];
+                if (x & 1 == 0) {
+                    if (i + 1 < n && idx[i + 1] == x + 1) {
+                        ++i;
+                        node = Protocol.hashPair(node, h[i]);
+                    } else {
+                        if (used == nodes.length) revert BadOpening("trace nodes");
+                        node = Protocol.hashPair(node, nodes[used++]);
+                    }
+                } else {
+                    if (used == nodes.length) revert BadOpening("trace nodes");
+                    node = Protocol.hashPair(nodes[used++], node);
+                }
+                (idx[w], h[w]) = (x >> 1, node);
+                ++w;
+            }
+            n = w;
+        }
+        if (used != nodes.length || n != 1) revert BadOpening("trace nodes");
+        return h[0];
     }
 
     /// @dev Verifies matrix leaf `leaf` (`keccak(kind ‖ rows ‖ cols ‖ tensorRoot)`); returns its kind and block size.

@@ -11,5 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          (target 120,000); larger data adds its calldata plus the hashing shown above",
         report.post_batch_fixed()
     );
+    println!(
+        "postBatchBlobs, any size from 1 KiB to six blobs: at most {} gas (target 120,000)",
+        report.post_batch_blobs_max()
+    );
     Ok(())
 }

@@ -317,10 +317,36 @@ impl From<InferenceLeaf> for DisputeGame::InferenceLeaf {
     }
 }
 
-/// Deploys a `OneStepProver` over the `OneStepVerifier` at `verifier`; returns its address.
+/// SIGMOID entries per table part contract of `OneStepProver` (16 KiB of table after a leading STOP byte).
+pub const SIGMOID_PART_ENTRIES: usize = 1 << 12;
+
+/// Init code that deploys `0x00 ‖ data` as a contract's code (a STOP byte first, so the data never runs).
+fn data_contract_init(data: &[u8]) -> Bytes {
+    let size = u16::try_from(data.len() + 1)
+        .unwrap_or(u16::MAX)
+        .to_be_bytes();
+    // PUSH2 size, DUP1, PUSH1 12, PUSH1 0, CODECOPY, PUSH1 0, RETURN; then the code.
+    let mut code = vec![
+        0x61, size[0], size[1], 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3, 0x00,
+    ];
+    code.extend_from_slice(data);
+    Bytes::from(code)
+}
+
+/// Deploys a `OneStepProver` over the `OneStepVerifier` at `verifier`; returns its address. The VIR SIGMOID table
+/// (`vir::tables::sigmoid_table`, 128 KiB) is deployed first as 8 code-only contracts the prover reads SwiGlu's
+/// lookups from (its constructor recomputes the table's tensor root, `sigmoidRoot`).
 pub async fn deploy_prover<L: L1>(l1: &L, verifier: Address) -> Result<Address, GameError> {
+    let table: Vec<u8> = vir::tables::sigmoid_table()
+        .into_iter()
+        .flat_map(i32::to_le_bytes)
+        .collect();
+    let mut parts = Vec::new();
+    for part in table.chunks(4 * SIGMOID_PART_ENTRIES) {
+        parts.push(crate::error::deploy_contract(l1, data_contract_init(part)).await?);
+    }
     let mut code = OneStepProver::BYTECODE.to_vec();
-    code.extend_from_slice(&verifier.abi_encode());
+    code.extend_from_slice(&(verifier, parts).abi_encode_params());
     crate::error::deploy_contract(l1, Bytes::from(code)).await
 }
 

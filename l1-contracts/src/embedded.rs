@@ -16,10 +16,16 @@
 //! - **Gas.** The base fee and gas price are zero, so ETH moves only by `value`: balances are exact in tests. Gas is
 //!   still metered and reported (receipts carry `gas_used`). The EVM runs the Cancun rules, as the contracts are
 //!   compiled for (`evmVersion` cancun).
+//! - **Blobs.** A [`TxRequest`] with a blob sidecar is executed as an EIP-4844 (type-3) transaction, as anvil does:
+//!   the sidecar is checked first (at most [`MAX_BLOBS_PER_TX`] blobs, KZG commitments and proofs verified with
+//!   c-kzg and the Ethereum trusted setup; a bad sidecar is [`L1Error::Rejected`] and nothing is mined), the
+//!   versioned hashes `0x01 ‖ sha256(commitment)[1..]` are what the contract's `blobhash(i)` returns, and the blobs
+//!   are kept and served by [`L1::blobs`]. The blob base fee is zero, like the gas price.
 //! - **Hashes.** Transaction and block hashes are deterministic keccak digests of their contents; they are unique
 //!   on this chain but are not the hashes a real node would compute (there are no signatures or tries).
 
-use crate::l1::{BlockInfo, L1, L1Error, L1Log, LogFilter, Receipt, TxInfo, TxRequest};
+use crate::l1::{Blob, BlockInfo, L1, L1Error, L1Log, LogFilter, Receipt, TxInfo, TxRequest};
+use alloy::eips::eip4844::env_settings::EnvKzgSettings;
 use alloy::primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
 use revm::{
     Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
@@ -27,6 +33,7 @@ use revm::{
         BlockEnv, TxEnv,
         result::{ExecutionResult, Output},
     },
+    context_interface::block::BlobExcessGasAndPrice,
     database::{CacheDB, DatabaseCommit, EmptyDB},
     primitives::hardfork::SpecId,
     state::{AccountInfo, EvmState},
@@ -40,6 +47,9 @@ pub const SPEC: SpecId = SpecId::CANCUN;
 
 /// Gas limit of every block, and the default gas limit of a transaction.
 pub const BLOCK_GAS_LIMIT: u64 = 30_000_000;
+
+/// Most blobs per transaction (Cancun: 6 blobs, 786,432 blob gas per block).
+pub const MAX_BLOBS_PER_TX: usize = 6;
 
 /// Where block timestamps come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +118,8 @@ struct Chain {
     pending: Pending,
     txs: HashMap<B256, TxInfo>,
     receipts: HashMap<B256, Receipt>,
+    /// Blobs of mined blob transactions, by transaction hash.
+    blobs: HashMap<B256, Vec<Blob>>,
 }
 
 /// An in-process chain on revm. Cheap to clone (shared state); hand out per-sender [`EmbeddedL1`] handles with
@@ -155,6 +167,7 @@ impl EmbeddedChain {
             pending: Pending::default(),
             txs: HashMap::new(),
             receipts: HashMap::new(),
+            blobs: HashMap::new(),
         };
         Self {
             inner: Arc::new(Mutex::new(chain)),
@@ -282,6 +295,10 @@ impl L1 for EmbeddedL1 {
         Ok(self.chain.lock().txs.get(&hash).cloned())
     }
 
+    async fn blobs(&self, hash: B256) -> Result<Option<Vec<Blob>>, L1Error> {
+        Ok(self.chain.lock().blobs.get(&hash).cloned())
+    }
+
     async fn advance_time(&self, seconds: u64) -> Result<BlockInfo, L1Error> {
         let mut chain = self.chain.lock();
         chain.seal();
@@ -375,8 +392,14 @@ impl Chain {
         self.blocks.push(Block { info, logs });
     }
 
-    fn tx_env(&self, from: Address, tx: &TxRequest, nonce: u64) -> Result<TxEnv, L1Error> {
-        TxEnv::builder()
+    fn tx_env(
+        &self,
+        from: Address,
+        tx: &TxRequest,
+        nonce: u64,
+        blob_hashes: Vec<B256>,
+    ) -> Result<TxEnv, L1Error> {
+        let mut builder = TxEnv::builder()
             .caller(from)
             .kind(tx.to.map_or(TxKind::Create, TxKind::Call))
             .value(tx.value)
@@ -385,7 +408,14 @@ impl Chain {
             .gas_limit(tx.gas_limit.unwrap_or(BLOCK_GAS_LIMIT))
             .gas_price(0)
             .gas_priority_fee(Some(0))
-            .chain_id(Some(self.chain_id))
+            .chain_id(Some(self.chain_id));
+        if tx.blobs.is_some() {
+            builder = builder
+                .tx_type(Some(3))
+                .blob_hashes(blob_hashes)
+                .max_fee_per_blob_gas(0);
+        }
+        builder
             .build()
             .map_err(|e| L1Error::Rejected(format!("{e:?}")))
     }
@@ -400,13 +430,18 @@ impl Chain {
         timestamp: u64,
     ) -> Result<(ExecutionResult, EvmState, u64), L1Error> {
         let nonce = self.account(from)?.nonce;
-        let tx_env = self.tx_env(from, tx, nonce)?;
+        let blob_hashes = check_sidecar(tx)?;
+        let tx_env = self.tx_env(from, tx, nonce, blob_hashes)?;
         let block = BlockEnv {
             number: U256::from(number),
             timestamp: U256::from(timestamp),
             gas_limit: BLOCK_GAS_LIMIT,
             basefee: 0,
             prevrandao: Some(keccak256(number.to_be_bytes())),
+            blob_excess_gas_and_price: Some(BlobExcessGasAndPrice {
+                excess_blob_gas: 0,
+                blob_gasprice: 0,
+            }),
             ..BlockEnv::default()
         };
         let chain_id = self.chain_id;
@@ -475,6 +510,14 @@ impl Chain {
                 log_index: first_index + i as u64,
             })
             .collect();
+        let blob_versioned_hashes: Vec<B256> = tx
+            .blobs
+            .as_ref()
+            .map(|s| s.versioned_hashes().collect())
+            .unwrap_or_default();
+        if let Some(sidecar) = tx.blobs {
+            self.blobs.insert(hash, sidecar.blobs);
+        }
         self.txs.insert(
             hash,
             TxInfo {
@@ -483,6 +526,7 @@ impl Chain {
                 to: tx.to,
                 value: tx.value,
                 input: tx.input,
+                blob_versioned_hashes,
                 block_number: number,
             },
         );
@@ -537,6 +581,37 @@ impl Chain {
             }),
         }
     }
+}
+
+/// The versioned hashes of `tx`'s blob sidecar after checking it as a node's transaction pool would (count, a call
+/// and not a creation, commitments and KZG proofs); empty without a sidecar.
+fn check_sidecar(tx: &TxRequest) -> Result<Vec<B256>, L1Error> {
+    let Some(sidecar) = &tx.blobs else {
+        return Ok(Vec::new());
+    };
+    if tx.to.is_none() {
+        return Err(L1Error::Rejected(
+            "a blob transaction cannot create a contract".into(),
+        ));
+    }
+    let n = sidecar.blobs.len();
+    if n == 0 || n > MAX_BLOBS_PER_TX {
+        return Err(L1Error::Rejected(format!(
+            "a blob transaction carries 1 to {MAX_BLOBS_PER_TX} blobs, not {n}"
+        )));
+    }
+    if sidecar.commitments.len() != n || sidecar.proofs.len() != n {
+        return Err(L1Error::Rejected(format!(
+            "blob sidecar with {n} blobs, {} commitments and {} proofs",
+            sidecar.commitments.len(),
+            sidecar.proofs.len()
+        )));
+    }
+    let hashes: Vec<B256> = sidecar.versioned_hashes().collect();
+    sidecar
+        .validate(&hashes, EnvKzgSettings::Default.get())
+        .map_err(|e| L1Error::Rejected(format!("invalid blob sidecar: {e}")))?;
+    Ok(hashes)
 }
 
 fn wall_now() -> u64 {

@@ -56,8 +56,19 @@ pub enum ContractError<E: std::fmt::Debug> {
         batch_id: u64,
         /// The commitment in the `BatchPosted` event.
         expected: B256,
-        /// `keccak256` of the calldata.
+        /// `keccak256` of the calldata, or of the versioned hashes of the blobs.
         computed: B256,
+    },
+    /// The batch's blobs could not be packed or decoded.
+    #[error("blob data: {0}")]
+    Blobs(#[from] crate::blobs::BlobError),
+    /// The chain no longer serves (or never had) the blobs of a blob batch.
+    #[error("batch {batch_id}: the blobs of transaction {tx_hash} are not available")]
+    BlobsUnavailable {
+        /// The batch.
+        batch_id: u64,
+        /// Its posting transaction.
+        tx_hash: B256,
     },
 }
 

@@ -5,6 +5,8 @@
 //! calldata DA and would move to blob gas with blobs. The report shows both the total and the total without the
 //! data bytes. The latter is constant in the leaf count; it grows with the data size only by hashing the data
 //! (`keccak256` needs the bytes in memory: 3 gas/word copy, 6 gas/word keccak, plus quadratic memory expansion).
+//! `postBatchBlobs` carries the same data in EIP-4844 blobs (real KZG commitments; the embedded chain's blob base
+//! fee is zero, so blob gas is not in the figures): its gas is independent of the size.
 
 use crate::bindings::{ExampleConsumer, InferenceRollup};
 use crate::consumer::{Consumer, ConsumerError};
@@ -56,6 +58,16 @@ impl GasReport {
                 e.function == "postBatch" && e.case.contains(" 1 KiB") && !e.case.contains("first")
             })
             .map(GasEntry::gas_without_data)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest steady-state `postBatchBlobs` gas over every measured size (1 KiB to six blobs).
+    pub fn post_batch_blobs_max(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.function == "postBatchBlobs" && !e.case.contains("first"))
+            .map(|e| e.gas_used)
             .max()
             .unwrap_or(0)
     }
@@ -266,6 +278,7 @@ pub async fn gas_report() -> Result<GasReport, GasReportError> {
             data: data.clone(),
             batchRoot: batch_root,
             leafCount: leaf_count,
+            sigRoot: batch_root,
             prevStateRoot: prev,
         };
         let input = call.abi_encode();
@@ -273,10 +286,42 @@ pub async fn gas_report() -> Result<GasReport, GasReportError> {
         let data_gas =
             calldata_gas(&data) + 4 * (data.len().next_multiple_of(32) - data.len()) as u64;
         let posted = as_seq
-            .post_batch(data, batch_root, leaf_count, prev)
+            .post_batch_calldata(data, batch_root, leaf_count, batch_root, prev)
             .await?;
         let case = format!("{leaf_count} leaves, {} KiB data{note}", data_len >> 10);
         rec.record("postBatch", case, &posted.receipt, input.len(), data_gas);
+    }
+
+    // postBatchBlobs: the same kind of data in blobs, from 1 KiB to the six blobs of one transaction.
+    let blob_cases = [
+        (1u64, 1usize << 10),
+        (max_leaves, 1 << 10),
+        (1024, 32 << 10),
+        (1024, 128 << 10),
+        (1024, 256 << 10),
+        (1024, 512 << 10),
+        (1024, crate::blobs::MAX_DATA_BYTES),
+    ];
+    for (seed, (leaf_count, data_len)) in blob_cases.into_iter().enumerate() {
+        let data = pseudo_random_bytes(data_len, 1000 + seed as u64);
+        let batch_root = keccak256(&data);
+        let prev = as_seq.state_root().await?;
+        let input = InferenceRollup::postBatchBlobsCall {
+            batchRoot: batch_root,
+            leafCount: leaf_count,
+            sigRoot: batch_root,
+            prevStateRoot: prev,
+        }
+        .abi_encode();
+        let posted = as_seq
+            .post_batch_blobs(&data, batch_root, leaf_count, batch_root, prev)
+            .await?;
+        let case = format!(
+            "{leaf_count} leaves, {} KiB in {} blob(s)",
+            data_len >> 10,
+            posted.blob_versioned_hashes.len()
+        );
+        rec.record("postBatchBlobs", case, &posted.receipt, input.len(), 0);
     }
 
     // A real batch of leaves for the consumer and proof-depth measurements.

@@ -21,7 +21,10 @@
 //!   sees the revert during gas estimation), so callers can decode the contract's custom error either way.
 //! - Logs carry their block number, block hash, transaction hash and log index, so a follower can resume from a
 //!   block and detect reorganisations by hash.
+//! - A [`TxRequest`] with [`TxRequest::blobs`] is sent as an EIP-4844 (type-3) transaction carrying that sidecar;
+//!   the chain checks the sidecar (commitments, KZG proofs) and keeps the blobs, which [`L1::blobs`] returns.
 
+pub use alloy::eips::eip4844::{Blob, BlobTransactionSidecar};
 use alloy::primitives::{Address, B256, Bytes, Log, U256};
 use alloy::sol_types::SolInterface;
 use std::future::Future;
@@ -49,6 +52,9 @@ pub struct TxRequest {
     /// Gas limit; `None` lets the implementation choose (the embedded chain uses the block gas limit, an RPC
     /// client estimates).
     pub gas_limit: Option<u64>,
+    /// EIP-4844 blobs with their KZG commitments and proofs (the v0 form; an RPC client converts it to cell proofs
+    /// where the network wants them). `Some` sends a type-3 transaction, which cannot create a contract.
+    pub blobs: Option<BlobTransactionSidecar>,
 }
 
 impl TxRequest {
@@ -78,6 +84,12 @@ impl TxRequest {
     /// Sets the gas limit.
     pub fn with_gas_limit(mut self, gas_limit: u64) -> Self {
         self.gas_limit = Some(gas_limit);
+        self
+    }
+
+    /// Attaches a blob sidecar (a type-3 transaction).
+    pub fn with_blobs(mut self, sidecar: BlobTransactionSidecar) -> Self {
+        self.blobs = Some(sidecar);
         self
     }
 }
@@ -131,6 +143,8 @@ pub struct TxInfo {
     pub value: U256,
     /// Calldata.
     pub input: Bytes,
+    /// Versioned hashes of its EIP-4844 blobs, in order (empty for other transactions).
+    pub blob_versioned_hashes: Vec<B256>,
     /// Block it was mined in.
     pub block_number: u64,
 }
@@ -276,6 +290,14 @@ pub trait L1: Send + Sync {
         &self,
         hash: B256,
     ) -> impl Future<Output = Result<Option<TxInfo>, L1Error>> + Send;
+
+    /// The blobs of mined blob transaction `hash`, in the order of its versioned hashes (`None` when the
+    /// transaction or its blobs are unknown here, for example pruned). The default answers
+    /// [`L1Error::Unsupported`] (a chain handle that cannot serve blobs).
+    fn blobs(&self, hash: B256) -> impl Future<Output = Result<Option<Vec<Blob>>, L1Error>> + Send {
+        let _ = hash;
+        async { Err(L1Error::Unsupported("reading blobs")) }
+    }
 
     /// Moves the chain clock `seconds` forward and mines a block at the new time (development chains only;
     /// [`L1Error::Unsupported`] elsewhere).

@@ -13,6 +13,7 @@
 //! - [`anvil`]: starts the pinned npm anvil for tests and the devnet.
 //! - [`dispute`]: the `DisputeGame` and `OneStepProver` clients (bisection, clocks, one-step resolution, the
 //!   non-interactive unbonded-executor fault); [`prover`]: builds one-step proofs from a trace and a model.
+//! - [`blobs`]: batch data in EIP-4844 blobs (packing, KZG sidecar, DA commitment).
 //! - [`dev`]: anvil's development accounts; [`gas`]: the gas report.
 //!
 //! The contracts reproduce `docs/protocol.md` exactly: the EIP-712 leaf hash and domain, the keccak Merkle tree with
@@ -23,6 +24,7 @@
 
 pub mod anvil;
 pub mod bindings;
+pub mod blobs;
 pub mod consumer;
 pub mod dev;
 pub mod dispute;
@@ -42,5 +44,5 @@ pub use error::ContractError;
 pub use l1::{BlockInfo, L1, L1Error, L1Log, LogFilter, Receipt, TxInfo, TxRequest};
 pub use rollup::{
     BatchInfo, BondInfo, BondStatus, LeafStatus, PostedBatch, Role, Rollup, RollupConfig,
-    RollupError, RollupEvent, config_hash, model_leaf_count,
+    RollupError, RollupEvent, config_hash, model_leaf_count, signature_opening,
 };

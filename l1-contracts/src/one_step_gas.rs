@@ -4,7 +4,9 @@
 //! proof reads are non-zero) and its values are synthetic but in the ranges the ops produce; the model root has
 //! SmolLM2's 277 leaves with real bytes for every tensor a proof reads (token embedding stored as Q8_0, the larger
 //! block, other matrices Q4_1; the real EXP, SIGMOID and ROPE tables). Gas does not depend on the values except
-//! through SwiGlu's SIGMOID lookups, whose spread of gate values (±3.0) is stated in the case name.
+//! through SwiGlu's SIGMOID lookups: the gate values are spread over the whole table (±16.0) so that the lookups
+//! hit every one of its 128 chunks (and every part contract of the prover's held copy), the worst case;
+//! [`dispute_entries`] checks that they do.
 
 use crate::dispute::DisputeGame;
 use crate::dispute::{Game, GameConfig, deploy_prover};
@@ -164,7 +166,12 @@ impl TraceData for SparseTrace {
             9 => i32s((0..n).map(|_| 1 << 24)),
             67 => i32s([1 << 24, r.range(0, 49152)]),
             10 | 68 => i32s((0..n).map(|_| r.range(0, 1 << 16))),
-            19 => i32s((0..n).map(|_| r.range(-3 << 16, 3 << 16))),
+            // Gate i in SIGMOID chunk i mod 128: idx = (g >> 6) + 2^14 covers the whole table.
+            19 => {
+                i32s((0..n as i64).map(|i| {
+                    (((i % 128) * 256 + r.range(0, 256) - (1 << 14)) << 6) + r.range(0, 64)
+                }))
+            }
             11 | 12 | 13 | 69 | 105 => i64s((0..n).map(|_| r.range(1, 1 << 26))),
             70 => i64s([1 << 30, 1 << 29]),
             106 => i64s([r.range(0, nv), r.range(0, 1 << 20)]),
@@ -339,7 +346,7 @@ fn cases(p: &Program) -> Vec<(&'static str, u64, u32)> {
         ("GateProj (MatMul 1536x576)", at(last, l(L::GateProj)), 1535),
         ("UpProj (MatMul 1536x576)", at(last, l(L::UpProj)), 1535),
         (
-            "SwiGlu (d_ff 1536, gates within +-3.0)",
+            "SwiGlu (d_ff 1536, gates hit all 128 SIGMOID chunks)",
             at(last, l(L::SwiGlu)),
             1535,
         ),
@@ -475,6 +482,16 @@ pub(crate) async fn dispute_entries(out: &mut Vec<GasEntry>) -> Result<(), GasRe
         let mut t = SparseTrace::new();
         let pl = plan(&t, &model, params.temperature_milli, index, element)
             .map_err(|e| GasReportError::Game(format!("{name}: {e}")))?;
+        for w in &pl.weights {
+            if let crate::prover::ModelRead::Chunks { chunks, .. } = w
+                && chunks.len() != 128
+            {
+                return Err(GasReportError::Game(format!(
+                    "{name}: the gates hit {} of the 128 SIGMOID chunks, not the worst case",
+                    chunks.len()
+                )));
+            }
+        }
         t.set_leaf(index);
         for r in &pl.inputs {
             if let crate::prover::Source::Op(j) = r.source {

@@ -9,11 +9,16 @@
 //! memory) and [`IntModelData`] (an [`IntModel`]'s committed tensors) implement them for real runs; the gas report
 //! implements them over synthetic data at SmolLM2's shapes.
 
-use crate::dispute::DisputeGame::{Chunks, ModelOpening, OneStepProof, Request, TraceOpening};
+use crate::dispute::DisputeGame::{
+    Chunks, ModelOpening, OneStepProof, OutputOpening, Request, TraceOpening,
+};
 use alloy::primitives::{B256, Bytes};
+use protocol::MerkleProof;
+use protocol::merkle::{MultiProofError, multiproof_nodes};
 use protocol::tensor::{CHUNK_BYTES, tensor_root};
 use protocol::{MerkleTree, SamplingParams, keccak256, token_ids_root};
 use std::borrow::Cow;
+use std::sync::LazyLock;
 use vir::IntModel;
 use vir::interp::{Generation, RunError, TensorView, TraceSink};
 use vir::model::matrix_leaf;
@@ -57,6 +62,9 @@ pub enum ProverError {
     /// The reference interpreter rejected the request.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The trace proofs of the inputs do not form a multiproof (proofs of different depths).
+    #[error("input trace proofs: {0}")]
+    TraceProofs(#[from] MultiProofError),
 }
 
 /// The trace of one request as the proving party holds it.
@@ -668,8 +676,19 @@ pub fn request(
     }
 }
 
+/// Tensor root of the VIR SIGMOID table, the table `dispute::deploy_prover` gives `OneStepProver` (`sigmoidRoot`).
+pub fn held_sigmoid_root() -> B256 {
+    static ROOT: LazyLock<B256> =
+        LazyLock::new(|| tensor_root(&i32_le(vir::tables::sigmoid_table())));
+    *ROOT
+}
+
 /// The one-step proof of element `element` of op `index`: `exec` is the executor's trace (its output opening and
 /// the inputs, which the challenger agreed to), `model` the committed model, `temperature_milli` the request's.
+///
+/// The input trace leaves are opened by one multiproof (`traceNodes`, docs/protocol.md §1.1). SwiGlu's SIGMOID
+/// lookups open no chunk when the model's SIGMOID leaf is the VIR table ([`held_sigmoid_root`]): the prover
+/// contract reads them from its own copy.
 pub fn one_step_proof<T: TraceData + ?Sized, M: ModelData + ?Sized>(
     exec: &T,
     model: &M,
@@ -679,31 +698,34 @@ pub fn one_step_proof<T: TraceData + ?Sized, M: ModelData + ?Sized>(
 ) -> Result<OneStepProof, ProverError> {
     let plan = plan(exec, model, temperature_milli, index, element)?;
     let out_bytes = exec.output(index);
-    let out = TraceOpening {
+    let out = OutputOpening {
         outputRoot: tensor_root(&out_bytes),
-        traceProof: Vec::new(),
         chunks: chunks(&out_bytes, plan.out.0, plan.out.1),
     };
     let prompt_bytes: Vec<u8> = exec.prompt().iter().flat_map(|t| t.to_le_bytes()).collect();
+    let mut leaf_proofs = Vec::new();
     let inputs = plan
         .inputs
         .iter()
         .map(|r| match r.source {
-            Source::Prompt => TraceOpening {
+            Source::Prompt => OutputOpening {
                 outputRoot: tensor_root(&prompt_bytes),
-                traceProof: Vec::new(),
                 chunks: chunks(&prompt_bytes, r.from, r.to),
             },
             Source::Op(j) => {
                 let b = exec.output(j);
-                TraceOpening {
+                leaf_proofs.push(MerkleProof {
+                    index: j,
+                    siblings: exec.trace_proof(j),
+                });
+                OutputOpening {
                     outputRoot: tensor_root(&b),
-                    traceProof: exec.trace_proof(j),
                     chunks: chunks(&b, r.from, r.to),
                 }
             }
         })
         .collect();
+    let trace_nodes = multiproof_nodes(&leaf_proofs)?;
     let weights = plan
         .weights
         .iter()
@@ -712,13 +734,15 @@ pub fn one_step_proof<T: TraceData + ?Sized, M: ModelData + ?Sized>(
                 ModelRead::Range { leaf, .. } | ModelRead::Chunks { leaf, .. } => (*leaf, w),
             };
             let (kind, bytes) = model.tensor(leaf);
+            let root = tensor_root(&bytes);
             let chunks = match sel {
+                ModelRead::Chunks { .. } if root == held_sigmoid_root() => chunk_set(&bytes, []),
                 ModelRead::Chunks { chunks: cs, .. } => chunk_set(&bytes, cs.iter().copied()),
                 ModelRead::Range { from, to, .. } => chunks(&bytes, *from, *to),
             };
             ModelOpening {
                 kind,
-                tensorRoot: tensor_root(&bytes),
+                tensorRoot: root,
                 modelProof: model.model_proof(leaf),
                 chunks,
             }
@@ -727,6 +751,7 @@ pub fn one_step_proof<T: TraceData + ?Sized, M: ModelData + ?Sized>(
     Ok(OneStepProof {
         out,
         inputs,
+        traceNodes: trace_nodes,
         weights,
     })
 }

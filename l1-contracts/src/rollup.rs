@@ -1,13 +1,18 @@
 //! [`Rollup`]: a typed client of the `InferenceRollup` contract over any [`L1`], with the operations of the
 //! sequencer (post, finalize), executors (bonds), challengers (batches, batch data, events, leaf status) and the
-//! owner (models, dispute game), plus the dispute-game hooks.
+//! owner (models, dispute game), plus the dispute-game hooks and the bad-signature fault.
+//!
+//! Batches are posted with their data as calldata ([`Rollup::post_batch_calldata`]) or in EIP-4844 blobs
+//! ([`Rollup::post_batch_blobs`], constant gas); [`Rollup::batch_data`] reads either back and checks it against the
+//! DA commitment.
 
 use crate::bindings::InferenceRollup::{self, InferenceRollupErrors, InferenceRollupEvents};
+use crate::blobs;
 use crate::error::ContractError;
-use crate::l1::{L1, L1Log, LogFilter, Receipt};
+use crate::l1::{L1, L1Log, LogFilter, Receipt, TxRequest};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent, SolEventInterface};
-use protocol::{InferenceLeaf, LeafSignature, MerkleProof};
+use protocol::{BatchData, InferenceLeaf, LeafSignature, MerkleProof};
 
 /// Errors of [`Rollup`] operations (reverts decode to [`InferenceRollupErrors`]).
 pub type RollupError = ContractError<InferenceRollupErrors>;
@@ -98,8 +103,8 @@ pub struct BatchInfo {
     pub batch_id: u64,
     /// Merkle root over the leaf hashes.
     pub batch_root: B256,
-    /// `keccak256(batch data)`.
-    pub da_commitment: B256,
+    /// `keccak256(daCommitment ‖ sigRoot)` (both halves are in the batch's `BatchPosted` event).
+    pub commitment: B256,
     /// Poster.
     pub sequencer: Address,
     /// Block timestamp of the post.
@@ -117,8 +122,13 @@ pub struct PostedBatch {
     pub batch_id: u64,
     /// `stateRoot` after the batch.
     pub state_root: B256,
-    /// `keccak256(data)` as computed by the contract.
+    /// The DA commitment the contract computed: `keccak256(data)` for calldata, [`blobs::da_commitment`] of the
+    /// versioned hashes for blobs.
     pub da_commitment: B256,
+    /// The signature root the batch was posted with.
+    pub sig_root: B256,
+    /// The blobs' versioned hashes (empty for calldata).
+    pub blob_versioned_hashes: Vec<B256>,
     /// The mined transaction.
     pub receipt: Receipt,
 }
@@ -337,13 +347,29 @@ impl<L: L1> Rollup<L> {
 
     // ---- batches -----------------------------------------------------------------------------------------------
 
-    /// Posts a batch (active sequencer only). `data` is the encoded batch data (its keccak becomes the DA
-    /// commitment), `prev_state_root` must equal the current [`Self::state_root`].
+    /// Posts a batch with its data as calldata (active sequencer only), with the signature root of the signatures
+    /// `data` carries ([`protocol::batch::batch_signature_root`]; zero when `data` is not batch data, as in tests
+    /// that post opaque bytes: no signature of such a batch can be opened). See [`Self::post_batch_calldata`].
     pub async fn post_batch(
         &self,
         data: Bytes,
         batch_root: B256,
         leaf_count: u64,
+        prev_state_root: B256,
+    ) -> Result<PostedBatch, RollupError> {
+        let sig_root = signature_root_of(&data);
+        self.post_batch_calldata(data, batch_root, leaf_count, sig_root, prev_state_root)
+            .await
+    }
+
+    /// `postBatch`: the batch data `data` as calldata (its keccak becomes the DA commitment), `sig_root` the Merkle
+    /// root over the leaves' signature hashes, `prev_state_root` the current [`Self::state_root`].
+    pub async fn post_batch_calldata(
+        &self,
+        data: Bytes,
+        batch_root: B256,
+        leaf_count: u64,
+        sig_root: B256,
         prev_state_root: B256,
     ) -> Result<PostedBatch, RollupError> {
         let receipt = self
@@ -352,11 +378,59 @@ impl<L: L1> Rollup<L> {
                     data,
                     batchRoot: batch_root,
                     leafCount: leaf_count,
+                    sigRoot: sig_root,
                     prevStateRoot: prev_state_root,
                 },
                 U256::ZERO,
             )
             .await?;
+        self.posted(receipt, Vec::new())
+    }
+
+    /// `postBatchBlobs`: the batch data travels in EIP-4844 blobs ([`blobs::encode`]; at most
+    /// [`blobs::MAX_DATA_BYTES`]), the contract records the versioned hashes; gas does not depend on the size.
+    pub async fn post_batch_blobs(
+        &self,
+        data: &[u8],
+        batch_root: B256,
+        leaf_count: u64,
+        sig_root: B256,
+        prev_state_root: B256,
+    ) -> Result<PostedBatch, RollupError> {
+        let sidecar = blobs::encode(data).map_err(ContractError::Blobs)?;
+        self.post_batch_sidecar(sidecar, batch_root, leaf_count, sig_root, prev_state_root)
+            .await
+    }
+
+    /// `postBatchBlobs` with a prepared sidecar (any blobs; [`Self::post_batch_blobs`] packs batch data).
+    pub async fn post_batch_sidecar(
+        &self,
+        sidecar: crate::l1::BlobTransactionSidecar,
+        batch_root: B256,
+        leaf_count: u64,
+        sig_root: B256,
+        prev_state_root: B256,
+    ) -> Result<PostedBatch, RollupError> {
+        let hashes: Vec<B256> = sidecar.versioned_hashes().collect();
+        let call = InferenceRollup::postBatchBlobsCall {
+            batchRoot: batch_root,
+            leafCount: leaf_count,
+            sigRoot: sig_root,
+            prevStateRoot: prev_state_root,
+        };
+        let receipt = self
+            .l1
+            .send(TxRequest::call(self.address, call.abi_encode()).with_blobs(sidecar))
+            .await
+            .map_err(ContractError::from_l1)?;
+        self.posted(receipt, hashes)
+    }
+
+    fn posted(
+        &self,
+        receipt: Receipt,
+        blob_versioned_hashes: Vec<B256>,
+    ) -> Result<PostedBatch, RollupError> {
         let posted = receipt
             .logs
             .iter()
@@ -370,6 +444,8 @@ impl<L: L1> Rollup<L> {
             batch_id: u64_of(posted.batchId, "batchId")?,
             state_root: posted.stateRoot,
             da_commitment: posted.daCommitment,
+            sig_root: posted.sigRoot,
+            blob_versioned_hashes,
             receipt,
         })
     }
@@ -399,7 +475,7 @@ impl<L: L1> Rollup<L> {
         Ok(Some(BatchInfo {
             batch_id,
             batch_root: b.batchRoot,
-            da_commitment: b.daCommitment,
+            commitment: b.commitment,
             sequencer: b.sequencer,
             posted_at: b.postedAt.to(),
             leaf_count,
@@ -427,9 +503,12 @@ impl<L: L1> Rollup<L> {
         self.view(InferenceRollup::stateRootCall {}).await
     }
 
-    /// The batch data of batch `batch_id`, read back from the calldata of its `postBatch` transaction and checked
-    /// against the DA commitment (what a challenger does instead of trusting the sequencer).
-    pub async fn batch_data(&self, batch_id: u64) -> Result<Bytes, RollupError> {
+    /// The `BatchPosted` event of batch `batch_id` with its log (DA commitment, signature root, posting
+    /// transaction).
+    pub async fn batch_posted(
+        &self,
+        batch_id: u64,
+    ) -> Result<(InferenceRollup::BatchPosted, L1Log), RollupError> {
         let filter = LogFilter::new(self.address, 0)
             .event(InferenceRollup::BatchPosted::SIGNATURE_HASH)
             .topic(1, B256::from(U256::from(batch_id)));
@@ -438,43 +517,93 @@ impl<L: L1> Rollup<L> {
             .logs(&filter)
             .await
             .map_err(ContractError::from_l1)?;
-        let log = logs.first().ok_or(ContractError::UnknownBatch(batch_id))?;
-        let posted = InferenceRollup::BatchPosted::decode_log(&log.inner).map_err(|source| {
-            ContractError::Decode {
+        let log = logs
+            .into_iter()
+            .next()
+            .ok_or(ContractError::UnknownBatch(batch_id))?;
+        let posted = InferenceRollup::BatchPosted::decode_log(&log.inner)
+            .map_err(|source| ContractError::Decode {
                 what: "BatchPosted",
                 source,
-            }
-        })?;
+            })?
+            .data;
+        Ok((posted, log))
+    }
+
+    /// The batch data of batch `batch_id`, read back from its posting transaction (the calldata of `postBatch`, or
+    /// the blobs of `postBatchBlobs`, whose KZG commitments are recomputed) and checked against the DA commitment
+    /// (what a challenger does instead of trusting the sequencer).
+    pub async fn batch_data(&self, batch_id: u64) -> Result<Bytes, RollupError> {
+        let (posted, log) = self.batch_posted(batch_id).await?;
+        let not_post = || ContractError::NotPostBatch {
+            batch_id,
+            tx_hash: log.tx_hash,
+        };
         let tx = self
             .l1
             .transaction(log.tx_hash)
             .await
             .map_err(ContractError::from_l1)?
-            .ok_or(ContractError::NotPostBatch {
+            .ok_or_else(not_post)?;
+        if tx.to != Some(self.address) {
+            return Err(not_post());
+        }
+        let mismatch = |computed| ContractError::DaMismatch {
+            batch_id,
+            expected: posted.daCommitment,
+            computed,
+        };
+        if let Ok(call) = InferenceRollup::postBatchCall::abi_decode(&tx.input) {
+            let computed = keccak256(&call.data);
+            if computed != posted.daCommitment {
+                return Err(mismatch(computed));
+            }
+            return Ok(call.data);
+        }
+        if InferenceRollup::postBatchBlobsCall::abi_decode(&tx.input).is_err() {
+            return Err(not_post());
+        }
+        let computed = blobs::da_commitment(&tx.blob_versioned_hashes);
+        if computed != posted.daCommitment {
+            return Err(mismatch(computed));
+        }
+        let served = self
+            .l1
+            .blobs(log.tx_hash)
+            .await
+            .map_err(ContractError::from_l1)?
+            .ok_or(ContractError::BlobsUnavailable {
                 batch_id,
                 tx_hash: log.tx_hash,
             })?;
-        if tx.to != Some(self.address) {
-            return Err(ContractError::NotPostBatch {
-                batch_id,
-                tx_hash: log.tx_hash,
-            });
+        let recomputed = blobs::versioned_hashes(&served).map_err(ContractError::Blobs)?;
+        if recomputed != tx.blob_versioned_hashes {
+            return Err(mismatch(blobs::da_commitment(&recomputed)));
         }
-        let call = InferenceRollup::postBatchCall::abi_decode(&tx.input).map_err(|_| {
-            ContractError::NotPostBatch {
-                batch_id,
-                tx_hash: log.tx_hash,
-            }
-        })?;
-        let computed = keccak256(&call.data);
-        if computed != posted.daCommitment {
-            return Err(ContractError::DaMismatch {
-                batch_id,
-                expected: posted.daCommitment,
-                computed,
-            });
-        }
-        Ok(call.data)
+        Ok(blobs::decode(&served).map_err(ContractError::Blobs)?.into())
+    }
+
+    /// Proves that leaf `leaf_proof.index` of batch `batch_id` was posted with a signature that does not recover the
+    /// leaf's executor (`proveBadSignature`, anyone): the leaf becomes invalid and the batch's sequencer loses its
+    /// bond, half credited to the sender. `sig` opens the posted signature ([`signature_opening`]).
+    pub async fn prove_bad_signature(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        leaf_proof: &MerkleProof,
+        sig: InferenceRollup::SignatureOpening,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::proveBadSignatureCall {
+                batchId: U256::from(batch_id),
+                leaf: (*leaf).into(),
+                index: U256::from(leaf_proof.index),
+                leafProof: leaf_proof.siblings.clone(),
+                sig,
+            },
+            U256::ZERO,
+        )
+        .await
     }
 
     // ---- leaves ------------------------------------------------------------------------------------------------
@@ -715,6 +844,28 @@ pub fn config_hash(c: &InferenceRollup::ModelConfig) -> B256 {
 /// output matrix is not tied to the embedding.
 pub fn model_leaf_count(n_layers: u64, tied_output: bool) -> u64 {
     9 * n_layers + if tied_output { 7 } else { 8 }
+}
+
+/// The opening of a posted signature for `proveBadSignature`: the batch's `da_commitment` and `sig_root` (its
+/// `BatchPosted` event, [`Rollup::batch_posted`]), the 65 `signature` bytes posted for the leaf and their proof under
+/// `sig_root` (`protocol::batch::signature_proof` / `batch_signature_proof`).
+pub fn signature_opening(
+    da_commitment: B256,
+    sig_root: B256,
+    signature: &[u8],
+    proof: &MerkleProof,
+) -> InferenceRollup::SignatureOpening {
+    InferenceRollup::SignatureOpening {
+        daCommitment: da_commitment,
+        sigRoot: sig_root,
+        signature: Bytes::copy_from_slice(signature),
+        proof: proof.siblings.clone(),
+    }
+}
+
+/// The signature root of `data` if it decodes as batch data (`protocol::codec`), else zero.
+fn signature_root_of(data: &[u8]) -> B256 {
+    BatchData::decode(data).map_or(B256::ZERO, |d| protocol::batch::batch_signature_root(&d))
 }
 
 fn u64_of(v: U256, what: &'static str) -> Result<u64, RollupError> {

@@ -1,6 +1,9 @@
 //! Batch commitments: the batch root (Merkle root over leaf hashes in batch order), leaf inclusion
-//! proofs, and the L1 state-root chain `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`.
+//! proofs, the signature root (Merkle root over the leaves' signature hashes, in the same order) and
+//! its proofs, and the L1 state-root chain `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`.
 
+use crate::codec::BatchData;
+use crate::leaf::LeafSignature;
 use crate::merkle::{MerkleError, MerkleProof, MerkleTree, merkle_root};
 use alloy_primitives::{B256, keccak256};
 
@@ -29,6 +32,48 @@ pub fn verify_leaf(
     proof.verify_with_count(batch_root, leaf_count, leaf_hash)
 }
 
+/// `keccak256(signature)` over the 65 bytes `r ‖ s ‖ v`: a leaf of the signature tree.
+pub fn signature_hash(signature: &LeafSignature) -> B256 {
+    keccak256(signature.as_bytes())
+}
+
+/// The signature root `sigRoot` a batch is posted with (docs/protocol.md §5): the Merkle root over
+/// [`signature_hash`] of each leaf's signature, in batch (leaf) order. Same tree as [`batch_root`].
+pub fn signature_root(signatures: &[LeafSignature]) -> B256 {
+    merkle_root(&signature_hashes(signatures))
+}
+
+/// [`signature_root`] of the signatures `data` carries (what the batcher posts and challengers
+/// recompute from the posted data).
+pub fn batch_signature_root(data: &BatchData) -> B256 {
+    merkle_root(&data_signature_hashes(data))
+}
+
+/// Proof of signature `index` under [`signature_root`]`(signatures)` (checked on L1 by
+/// `proveBadSignature` with the batch's leaf count).
+pub fn signature_proof(
+    signatures: &[LeafSignature],
+    index: u64,
+) -> Result<MerkleProof, MerkleError> {
+    MerkleTree::new(signature_hashes(signatures)).proof(index)
+}
+
+/// [`signature_proof`] for the signatures `data` carries.
+pub fn batch_signature_proof(data: &BatchData, index: u64) -> Result<MerkleProof, MerkleError> {
+    MerkleTree::new(data_signature_hashes(data)).proof(index)
+}
+
+fn signature_hashes(signatures: &[LeafSignature]) -> Vec<B256> {
+    signatures.iter().map(signature_hash).collect()
+}
+
+fn data_signature_hashes(data: &BatchData) -> Vec<B256> {
+    data.entries
+        .iter()
+        .map(|e| signature_hash(&e.signature))
+        .collect()
+}
+
 /// `keccak256(prev ‖ batch_root)`.
 pub fn next_state_root(prev: B256, batch_root: B256) -> B256 {
     let mut buf = [0u8; 64];
@@ -49,6 +94,21 @@ mod tests {
         pre[32..].fill(1);
         assert_eq!(s1, keccak256(pre));
         assert_ne!(next_state_root(s1, r1), s1);
+    }
+
+    #[test]
+    fn signature_tree() {
+        let sigs: Vec<LeafSignature> = (0..5u8).map(|i| LeafSignature::from([i; 65])).collect();
+        // Independent computation: the leaves are keccak256 of the 65 raw bytes.
+        let hashes: Vec<B256> = (0..5u8).map(|i| keccak256([i; 65])).collect();
+        let root = signature_root(&sigs);
+        assert_eq!(root, merkle_root(&hashes));
+        for i in 0..5 {
+            let p = signature_proof(&sigs, i).unwrap();
+            assert!(p.verify_with_count(root, 5, hashes[i as usize]));
+            assert!(!p.verify_with_count(root, 5, keccak256([9u8; 65])));
+        }
+        assert!(signature_proof(&sigs, 5).is_err());
     }
 
     #[test]

@@ -237,6 +237,126 @@ impl MerkleTree {
     }
 }
 
+/// The nodes of the **multiproof** of several leaves (`docs/protocol.md` §1.1), built from their single
+/// inclusion proofs (all of the same depth).
+///
+/// A multiproof opens the distinct leaf indices `I` (ascending) of one tree of depth `D` at once. Its nodes are
+/// the siblings the bottom-up pass below consumes, in the order it consumes them: at each height `h = 0 .. D-1`
+/// the current nodes (ascending by position) are taken in turn; a node at even position `x` whose right
+/// neighbour `x + 1` is also current is hashed with it (`H(n_x ‖ n_{x+1})`), any other node takes the next proof
+/// node as its sibling (on the right for even `x`, on the left for odd `x`); the parents (`x >> 1`) are the
+/// current nodes of height `h + 1`. After `D` heights exactly one node (position 0), the root, is left and every
+/// proof node is used. For one leaf the nodes are exactly its single proof's siblings. Duplicate indices are
+/// opened once.
+pub fn multiproof_nodes(proofs: &[MerkleProof]) -> Result<Vec<B256>, MultiProofError> {
+    let Some(depth) = proofs.first().map(|p| p.siblings.len()) else {
+        return Ok(Vec::new());
+    };
+    let mut open: Vec<&MerkleProof> = proofs.iter().collect();
+    open.sort_by_key(|p| p.index);
+    open.dedup_by_key(|p| p.index);
+    for p in &open {
+        if p.siblings.len() != depth || (depth < MAX_DEPTH && p.index >> depth != 0) {
+            return Err(MultiProofError::Shape);
+        }
+    }
+    // (position at the current height, one opened leaf below it)
+    let mut cur: Vec<(u64, usize)> = open.iter().enumerate().map(|(k, p)| (p.index, k)).collect();
+    let mut nodes = Vec::new();
+    for h in 0..depth {
+        let mut next = Vec::with_capacity(cur.len());
+        let mut i = 0;
+        while i < cur.len() {
+            let (x, k) = cur[i];
+            if x & 1 == 0 && cur.get(i + 1).is_some_and(|n| n.0 == x + 1) {
+                i += 2;
+            } else {
+                nodes.push(open[k].siblings[h]);
+                i += 1;
+            }
+            next.push((x >> 1, k));
+        }
+        cur = next;
+    }
+    Ok(nodes)
+}
+
+/// The root implied by a multiproof (`docs/protocol.md` §1.1) of `leaves` (`(index, leaf)`, strictly ascending
+/// by index) in a tree of depth `depth`; `None` when the leaves are empty, unordered or outside the depth, or the
+/// nodes are too few or too many.
+pub fn multiproof_root(depth: u32, leaves: &[(u64, B256)], nodes: &[B256]) -> Option<B256> {
+    if leaves.is_empty()
+        || depth as usize > MAX_DEPTH
+        || leaves.windows(2).any(|w| w[0].0 >= w[1].0)
+        || leaves
+            .iter()
+            .any(|(i, _)| (depth as usize) < MAX_DEPTH && i >> depth != 0)
+    {
+        return None;
+    }
+    let mut cur = leaves.to_vec();
+    let mut proof = nodes.iter();
+    for _ in 0..depth {
+        let mut next = Vec::with_capacity(cur.len());
+        let mut i = 0;
+        while i < cur.len() {
+            let (x, node) = cur[i];
+            let parent = if x & 1 == 0 {
+                match cur.get(i + 1) {
+                    Some(&(y, right)) if y == x + 1 => {
+                        i += 1;
+                        hash_pair(&node, &right)
+                    }
+                    _ => hash_pair(&node, proof.next()?),
+                }
+            } else {
+                hash_pair(proof.next()?, &node)
+            };
+            i += 1;
+            next.push((x >> 1, parent));
+        }
+        cur = next;
+    }
+    if proof.next().is_some() {
+        return None;
+    }
+    Some(cur[0].1)
+}
+
+/// Whether `leaves` (`(index, leaf)`, strictly ascending by index, every index `< leaf_count`) are in the tree of
+/// `leaf_count` leaves with root `root`, by the multiproof `nodes` (exact depth [`tree_depth`]`(leaf_count)`).
+pub fn verify_multiproof(
+    root: B256,
+    leaf_count: u64,
+    leaves: &[(u64, B256)],
+    nodes: &[B256],
+) -> bool {
+    leaves.iter().all(|(i, _)| *i < leaf_count)
+        && multiproof_root(tree_depth(leaf_count), leaves, nodes) == Some(root)
+}
+
+/// Errors of multiproof construction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MultiProofError {
+    /// The single proofs have different depths, or an index does not fit the depth.
+    #[error("single proofs of different depths, or an index outside the depth")]
+    Shape,
+    /// A leaf does not exist.
+    #[error(transparent)]
+    Leaf(#[from] MerkleError),
+}
+
+impl MerkleTree {
+    /// The multiproof nodes of the leaves at `indices` (any order, duplicates allowed; see [`multiproof_nodes`]).
+    pub fn multiproof(&self, indices: &[u64]) -> Result<Vec<B256>, MultiProofError> {
+        let proofs = indices
+            .iter()
+            .map(|&i| self.proof(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        multiproof_nodes(&proofs)
+    }
+}
+
 /// Incremental root computation: push leaves one at a time, O(log n) memory, no allocation.
 ///
 /// `finish()` equals [`merkle_root`] of the pushed leaves. The builder keeps, per height `k`, the root
@@ -368,6 +488,58 @@ mod tests {
             }
             assert_eq!(b.finish(), want, "n={n}");
         }
+    }
+
+    #[test]
+    fn multiproofs_match_single_proofs() {
+        // Every subset of up to 3 leaves of small trees, and spread subsets of a larger one.
+        for n in 1..=13u64 {
+            let l = leaves(n as usize);
+            let tree = MerkleTree::new(l.clone());
+            let depth = tree.depth();
+            for a in 0..n {
+                for b in a..n {
+                    for c in b..n {
+                        let idx = [c, a, b];
+                        let nodes = tree.multiproof(&idx).unwrap();
+                        let mut open: Vec<(u64, B256)> =
+                            idx.iter().map(|&i| (i, l[i as usize])).collect();
+                        open.sort_unstable();
+                        open.dedup();
+                        assert!(
+                            verify_multiproof(tree.root(), n, &open, &nodes),
+                            "n={n} {idx:?}"
+                        );
+                        // Never longer than the single proofs together; one leaf gives its single proof.
+                        assert!(nodes.len() <= open.len() * depth as usize);
+                        if open.len() == 1 {
+                            assert_eq!(nodes, tree.proof(a).unwrap().siblings);
+                        }
+                        // A wrong leaf, a missing or an extra node fails.
+                        let mut bad = open.clone();
+                        bad[0].1 = keccak256(b"x");
+                        assert!(!verify_multiproof(tree.root(), n, &bad, &nodes));
+                        if !nodes.is_empty() {
+                            assert!(!verify_multiproof(tree.root(), n, &open, &nodes[1..]));
+                        }
+                        let mut more = nodes.clone();
+                        more.push(B256::ZERO);
+                        assert!(!verify_multiproof(tree.root(), n, &open, &more));
+                    }
+                }
+            }
+        }
+        let l = leaves(5000);
+        let tree = MerkleTree::new(l.clone());
+        let idx: Vec<u64> = (0..64).map(|k| 100 + 73 * k).collect();
+        let nodes = tree.multiproof(&idx).unwrap();
+        let open: Vec<(u64, B256)> = idx.iter().map(|&i| (i, l[i as usize])).collect();
+        assert!(verify_multiproof(tree.root(), 5000, &open, &nodes));
+        assert!(nodes.len() < 64 * tree.depth() as usize / 2);
+        let mut swapped = open.clone();
+        swapped.swap(0, 1);
+        assert!(!verify_multiproof(tree.root(), 5000, &swapped, &nodes));
+        assert!(!verify_multiproof(tree.root(), 5000, &[], &[]));
     }
 
     #[test]

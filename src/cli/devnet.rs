@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use verinfer_sequencer::clock;
 use verinfer_sequencer::executor_api::AllowList;
-use verinfer_sequencer::settlement::{BatcherConfig, PipelineConfig};
+use verinfer_sequencer::settlement::{BatcherConfig, DaMode, PipelineConfig};
 use verinfer_sequencer::storage::{self, SharedStorage};
 use verinfer_sequencer::worker::{Worker, WorkerConfig};
 use verinfer_sequencer::{SequencerConfig, keys};
@@ -73,6 +73,10 @@ pub struct DevnetArgs {
     /// A batch is posted once its oldest result is this old, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub batch_age_ms: u64,
+    /// Where batch data goes on L1: `blobs` (EIP-4844 blob transactions, constant `postBatchBlobs` gas) or
+    /// `calldata` (`postBatch`, gas grows with the data).
+    #[arg(long, default_value = "blobs")]
+    pub da: DaMode,
 }
 
 /// Development accounts: 0 deploys and owns the rollup, 1 sequences, 2.. execute.
@@ -245,6 +249,10 @@ async fn run_on<L: L1 + Clone + 'static>(
     let pipeline = PipelineConfig {
         batcher: BatcherConfig {
             max_age: Duration::from_millis(args.batch_age_ms),
+            max_bytes: super::sequencer::max_batch_bytes(
+                BatcherConfig::default().max_bytes,
+                args.da,
+            ),
             ..BatcherConfig::default()
         },
         poll_interval: Duration::from_millis(250),
@@ -252,6 +260,7 @@ async fn run_on<L: L1 + Clone + 'static>(
         start_block,
         follower: FollowerConfig::local(),
         bond_refresh: Duration::from_secs(30),
+        da: args.da,
         ..PipelineConfig::default()
     };
     let setup = SequencerSetup {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use verinfer_sequencer::SequencerConfig;
 use verinfer_sequencer::clock;
 use verinfer_sequencer::executor_api::AllowList;
-use verinfer_sequencer::settlement::{BatcherConfig, PipelineConfig};
+use verinfer_sequencer::settlement::{BatcherConfig, DaMode, PipelineConfig};
 use verinfer_sequencer::storage;
 
 /// Run the sequencer.
@@ -85,6 +85,11 @@ pub struct SequencerArgs {
     /// A batch is posted once its oldest result waited this long, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub batch_max_age_ms: u64,
+    /// Where batch data goes on L1: `blobs` (EIP-4844 blob transactions sent with cell proofs, constant
+    /// `postBatchBlobs` gas; batches are capped at the 6 blobs of one transaction) or `calldata` (`postBatch`, gas
+    /// grows with the data).
+    #[arg(long, default_value = "blobs")]
+    pub da: DaMode,
     /// Confirmations before finality events (BatchFinalized, LeafInvalidated) are acted on.
     #[arg(long, default_value_t = 12)]
     pub confirmations: u64,
@@ -166,7 +171,7 @@ async fn sequencer(args: SequencerArgs) -> Result<()> {
         pipeline: PipelineConfig {
             batcher: BatcherConfig {
                 max_leaves: args.batch_max_leaves,
-                max_bytes: args.batch_max_bytes,
+                max_bytes: max_batch_bytes(args.batch_max_bytes, args.da),
                 max_age: Duration::from_millis(args.batch_max_age_ms),
             },
             start_block: args.start_block,
@@ -174,6 +179,7 @@ async fn sequencer(args: SequencerArgs) -> Result<()> {
                 confirmations: args.confirmations,
                 ..FollowerConfig::local()
             },
+            da: args.da,
             ..PipelineConfig::default()
         },
         bond_cache_ttl: Duration::from_secs(30),
@@ -224,6 +230,15 @@ async fn sequencer(args: SequencerArgs) -> Result<()> {
             .await
             .context("connecting to --l1-rpc")?;
         serve(setup, Rollup::at(l1, rollup)).await
+    }
+}
+
+/// `--batch-max-bytes`, capped in blob mode so that a batch's data always fits the blobs of one transaction (the
+/// compressed data is never larger than the uncompressed layout the batcher counts, plus the zstd frame).
+pub(crate) fn max_batch_bytes(requested: u64, da: DaMode) -> u64 {
+    match da {
+        DaMode::Calldata => requested,
+        DaMode::Blobs => requested.min(l1_contracts::blobs::MAX_DATA_BYTES as u64 - 1024),
     }
 }
 

@@ -26,6 +26,12 @@
 //! 5. **Confirmations.** The receipt is returned once its block has [`RpcConfig::confirmations`] confirmations
 //!    (1 = mined); a receipt that disappears in a reorg is waited for again (the transaction normally returns to the
 //!    mempool; the replacement path re-broadcasts it otherwise).
+//! 7. **Blobs.** A [`TxRequest`] with a sidecar is sent as a type-3 transaction: its versioned hashes go into the
+//!    pre-flight (so `blobhash` works in the estimate), `maxFeePerBlobGas` is twice the node's `eth_blobBaseFee`
+//!    (at least 1 wei), and the sidecar is sent in [`RpcConfig::blob_sidecar`]'s form: cell proofs (EIP-7594, what
+//!    post-Fusaka networks accept) by default, or the v0 blob proofs. A replacement doubles all three fees (the
+//!    blob pools' replacement rule). [`L1::blobs`] reads the blobs back from [`RpcConfig::beacon_url`] (beacon API
+//!    `GET /eth/v1/beacon/blobs/{block}`) when set, else with anvil's `anvil_getBlobsByTransactionHash`.
 //! 6. **A mined revert** (possible when the state changed between pre-flight and inclusion) returns
 //!    [`L1Error::Reverted`] with the gas used and the revert data recovered by `debug_traceTransaction` (call
 //!    tracer) or, where that is not offered, by replaying the call at the parent block ([`L1Error::Halted`] for an
@@ -54,8 +60,14 @@ pub use follower::{
     FollowerError, LogFollower, LogId, MemoryCursorStore,
 };
 
+use crate::l1::{Blob, BlobTransactionSidecar};
 use crate::l1::{BlockInfo, L1, L1Error, L1Log, LogFilter, Receipt, TxInfo, TxRequest};
-use alloy::consensus::{SignableTransaction, Transaction as _, TxEip1559, TxEnvelope};
+use alloy::consensus::{
+    SignableTransaction, Transaction as _, TxEip1559, TxEip4844, TxEip4844Variant,
+    TxEip4844WithSidecar, TxEnvelope,
+};
+use alloy::eips::eip4844::env_settings::EnvKzgSettings;
+use alloy::eips::eip7594::BlobTransactionSidecarVariant;
 use alloy::eips::{BlockId, BlockNumberOrTag, eip2718::Encodable2718};
 use alloy::network::{TransactionResponse, TxSignerSync};
 use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
@@ -95,6 +107,16 @@ impl Default for RetryConfig {
     }
 }
 
+/// The form in which blob sidecars are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlobSidecarFormat {
+    /// v0 (EIP-4844): one KZG proof per blob. Pre-Fusaka networks; anvil accepts it too.
+    Eip4844,
+    /// v1 (EIP-7594, PeerDAS): 128 cell proofs per blob. What post-Fusaka transaction pools accept.
+    #[default]
+    Eip7594,
+}
+
 /// Parameters of an [`RpcL1`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcConfig {
@@ -118,6 +140,11 @@ pub struct RpcConfig {
     pub max_log_range: u64,
     /// Transport retries.
     pub retry: RetryConfig,
+    /// Sidecar form of blob transactions.
+    pub blob_sidecar: BlobSidecarFormat,
+    /// Beacon node API base URL (`http://host:5052`) to read blobs from; `None`: anvil's
+    /// `anvil_getBlobsByTransactionHash`.
+    pub beacon_url: Option<String>,
 }
 
 impl Default for RpcConfig {
@@ -135,6 +162,8 @@ impl Default for RpcConfig {
             mine_timeout: Duration::from_secs(15 * 60),
             max_log_range: 5_000,
             retry: RetryConfig::default(),
+            blob_sidecar: BlobSidecarFormat::default(),
+            beacon_url: None,
         }
     }
 }
@@ -179,10 +208,60 @@ impl std::fmt::Debug for RpcL1 {
     }
 }
 
+/// An unsigned transaction of either type [`RpcL1`] sends.
+#[derive(Clone)]
+enum Unsigned {
+    /// Type 2.
+    Eip1559(TxEip1559),
+    /// Type 3 with its sidecar (in the network form).
+    Eip4844(Box<TxEip4844WithSidecar<BlobTransactionSidecarVariant>>),
+}
+
+impl Unsigned {
+    fn nonce(&self) -> u64 {
+        match self {
+            Self::Eip1559(t) => t.nonce,
+            Self::Eip4844(t) => t.tx.nonce,
+        }
+    }
+
+    fn set_nonce(&mut self, nonce: u64) {
+        match self {
+            Self::Eip1559(t) => t.nonce = nonce,
+            Self::Eip4844(t) => t.tx.nonce = nonce,
+        }
+    }
+
+    /// `(maxFeePerGas, maxPriorityFeePerGas)`.
+    fn fees(&self) -> (u128, u128) {
+        match self {
+            Self::Eip1559(t) => (t.max_fee_per_gas, t.max_priority_fee_per_gas),
+            Self::Eip4844(t) => (t.tx.max_fee_per_gas, t.tx.max_priority_fee_per_gas),
+        }
+    }
+
+    fn set_fees(&mut self, max_fee: u128, priority: u128) {
+        match self {
+            Self::Eip1559(t) => {
+                t.max_fee_per_gas = max_fee;
+                t.max_priority_fee_per_gas = priority;
+            }
+            Self::Eip4844(t) => {
+                t.tx.max_fee_per_gas = max_fee;
+                t.tx.max_priority_fee_per_gas = priority;
+            }
+        }
+    }
+
+    fn is_blob(&self) -> bool {
+        matches!(self, Self::Eip4844(_))
+    }
+}
+
 /// One broadcast transaction and its replacements (same nonce).
 struct InFlight {
     /// The newest version (nonce, gas, fees).
-    tx: TxEip1559,
+    tx: Unsigned,
     /// Its encoded form, for re-broadcasting.
     raw: Bytes,
     /// Hashes of every version broadcast, oldest first.
@@ -374,8 +453,33 @@ impl RpcL1 {
             value: Some(tx.value),
             input: TransactionInput::new(tx.input.clone()),
             gas: tx.gas_limit,
+            blob_versioned_hashes: tx.blobs.as_ref().map(|s| s.versioned_hashes().collect()),
             ..TransactionRequest::default()
         }
+    }
+
+    /// `maxFeePerBlobGas` to offer: twice the current blob base fee, at least 1 wei.
+    async fn blob_fee(&self) -> Result<u128, L1Error> {
+        let p = &self.inner.provider;
+        let base = retry(self.retry_config(), || p.get_blob_base_fee())
+            .await
+            .map_err(|e| self.backend(&e))?;
+        Ok(base.saturating_mul(2).max(1))
+    }
+
+    /// The sidecar in the configured network form.
+    fn network_sidecar(
+        &self,
+        sidecar: BlobTransactionSidecar,
+    ) -> Result<BlobTransactionSidecarVariant, L1Error> {
+        Ok(match self.inner.config.blob_sidecar {
+            BlobSidecarFormat::Eip4844 => BlobTransactionSidecarVariant::Eip4844(sidecar),
+            BlobSidecarFormat::Eip7594 => BlobTransactionSidecarVariant::Eip7594(
+                sidecar
+                    .try_into_7594(EnvKzgSettings::Default.get())
+                    .map_err(|e| L1Error::Rejected(format!("cannot compute cell proofs: {e}")))?,
+            ),
+        })
     }
 
     async fn block_number(&self) -> Result<u64, L1Error> {
@@ -455,13 +559,23 @@ impl RpcL1 {
         }
     }
 
-    fn sign(&self, tx: &mut TxEip1559) -> Result<(Bytes, B256), L1Error> {
-        let signature = self
-            .inner
-            .signer
-            .sign_transaction_sync(tx)
-            .map_err(|e| L1Error::Backend(format!("signing failed: {e}")))?;
-        let envelope = TxEnvelope::from(tx.clone().into_signed(signature));
+    fn sign(&self, tx: &mut Unsigned) -> Result<(Bytes, B256), L1Error> {
+        let failed = |e: alloy::signers::Error| L1Error::Backend(format!("signing failed: {e}"));
+        let envelope = match tx {
+            Unsigned::Eip1559(t) => {
+                let signature = self.inner.signer.sign_transaction_sync(t).map_err(failed)?;
+                TxEnvelope::from(t.clone().into_signed(signature))
+            }
+            Unsigned::Eip4844(t) => {
+                let mut variant = TxEip4844Variant::TxEip4844WithSidecar((**t).clone());
+                let signature = self
+                    .inner
+                    .signer
+                    .sign_transaction_sync(&mut variant)
+                    .map_err(failed)?;
+                TxEnvelope::from(variant.into_signed(signature))
+            }
+        };
         Ok((envelope.encoded_2718().into(), *envelope.tx_hash()))
     }
 
@@ -476,7 +590,7 @@ impl RpcL1 {
     }
 
     /// Step 3: takes a nonce, signs and broadcasts; the nonce is consumed only when the node accepts.
-    async fn broadcast_new(&self, mut tx: TxEip1559) -> Result<InFlight, L1Error> {
+    async fn broadcast_new(&self, mut tx: Unsigned) -> Result<InFlight, L1Error> {
         const RESYNCS: usize = 4;
         let mut next = self.inner.nonce.lock().await;
         let mut last = String::new();
@@ -485,7 +599,7 @@ impl RpcL1 {
                 Some(n) => n,
                 None => self.nonce_at(BlockId::pending()).await?,
             };
-            tx.nonce = nonce;
+            tx.set_nonce(nonce);
             let (raw, hash) = self.sign(&mut tx)?;
             let accepted = match self.broadcast(&raw).await {
                 Ok(()) => true,
@@ -543,12 +657,12 @@ impl RpcL1 {
         let Ok(mined) = self.nonce_at(BlockId::latest()).await else {
             return Ok(());
         };
-        if mined > flight.tx.nonce && self.find_receipt(&flight.hashes).await.is_none() {
+        if mined > flight.tx.nonce() && self.find_receipt(&flight.hashes).await.is_none() {
             if flight.foreign_nonce_seen {
                 self.resync_nonce().await;
                 return Err(L1Error::Rejected(format!(
                     "nonce {} was used by a transaction this client did not send",
-                    flight.tx.nonce
+                    flight.tx.nonce()
                 )));
             }
             flight.foreign_nonce_seen = true;
@@ -564,24 +678,30 @@ impl RpcL1 {
             let _ = self.broadcast(&flight.raw).await;
             return Ok(());
         };
-        let permille = cfg.fee_bump_permille.max(125) as u128;
+        // Blob pools replace only at twice the fees (blob fee included).
+        let min_permille = if flight.tx.is_blob() { 1000 } else { 125 };
+        let permille = cfg.fee_bump_permille.max(min_permille) as u128;
         let bump = |old: u128| {
             old.saturating_add((old.saturating_mul(permille)).div_ceil(1000))
                 .max(old.saturating_add(1))
         };
-        let mut max_fee = bump(flight.tx.max_fee_per_gas).max(est_max);
-        let priority = bump(flight.tx.max_priority_fee_per_gas).max(est_priority);
+        let (old_max, old_priority) = flight.tx.fees();
+        let mut max_fee = bump(old_max).max(est_max);
+        let priority = bump(old_priority).max(est_priority);
         if let Some(cap) = cfg.max_fee_per_gas {
             max_fee = max_fee.min(cap);
         }
-        if max_fee <= flight.tx.max_fee_per_gas || priority > max_fee {
+        if max_fee <= old_max || priority > max_fee {
             // At the cap: nothing higher to offer; keep the current version alive.
             let _ = self.broadcast(&flight.raw).await;
             return Ok(());
         }
         let mut tx = flight.tx.clone();
-        tx.max_fee_per_gas = max_fee;
-        tx.max_priority_fee_per_gas = priority;
+        tx.set_fees(max_fee, priority);
+        if let Unsigned::Eip4844(t) = &mut tx {
+            let current = self.blob_fee().await.unwrap_or(0);
+            t.tx.max_fee_per_blob_gas = bump(t.tx.max_fee_per_blob_gas).max(current);
+        }
         let (raw, hash) = self.sign(&mut tx)?;
         *bumps += 1;
         match self.broadcast(&raw).await {
@@ -592,8 +712,7 @@ impl RpcL1 {
             }
             Err(BroadcastError::ReplacementUnderpriced) => {
                 // The node wants more: the next round bumps from these fees.
-                flight.tx.max_fee_per_gas = max_fee;
-                flight.tx.max_priority_fee_per_gas = priority;
+                flight.tx = tx;
             }
             // Mined meanwhile (the receipt shows up next poll), refused, or unreachable: keep waiting.
             Err(_) => {}
@@ -638,7 +757,7 @@ impl RpcL1 {
                 return Err(L1Error::Backend(format!(
                     "transaction {} (nonce {}) not mined with {confirmations} confirmation(s) within {:?}",
                     flight.hashes.last().copied().unwrap_or_default(),
-                    flight.tx.nonce,
+                    flight.tx.nonce(),
                     cfg.mine_timeout
                 )));
             }
@@ -702,16 +821,40 @@ impl RpcL1 {
     async fn send_tx(&self, tx: TxRequest) -> Result<Receipt, L1Error> {
         let gas_limit = self.preflight(&tx).await?;
         let (max_fee, priority) = self.fees().await?;
-        let unsigned = TxEip1559 {
-            chain_id: self.inner.chain_id,
-            nonce: 0,
-            gas_limit,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: priority,
-            to: tx.to.map_or(TxKind::Create, TxKind::Call),
-            value: tx.value,
-            access_list: Default::default(),
-            input: tx.input.clone(),
+        let unsigned = match &tx.blobs {
+            None => Unsigned::Eip1559(TxEip1559 {
+                chain_id: self.inner.chain_id,
+                nonce: 0,
+                gas_limit,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: priority,
+                to: tx.to.map_or(TxKind::Create, TxKind::Call),
+                value: tx.value,
+                access_list: Default::default(),
+                input: tx.input.clone(),
+            }),
+            Some(sidecar) => {
+                let to = tx.to.ok_or_else(|| {
+                    L1Error::Rejected("a blob transaction cannot create a contract".into())
+                })?;
+                let blob = TxEip4844 {
+                    chain_id: self.inner.chain_id,
+                    nonce: 0,
+                    gas_limit,
+                    max_fee_per_gas: max_fee,
+                    max_priority_fee_per_gas: priority,
+                    to,
+                    value: tx.value,
+                    access_list: Default::default(),
+                    blob_versioned_hashes: sidecar.versioned_hashes().collect(),
+                    max_fee_per_blob_gas: self.blob_fee().await?,
+                    input: tx.input.clone(),
+                };
+                let sidecar = self.network_sidecar(sidecar.clone())?;
+                Unsigned::Eip4844(Box::new(TxEip4844WithSidecar::from_tx_and_sidecar(
+                    blob, sidecar,
+                )))
+            }
         };
         let mut flight = self.broadcast_new(unsigned).await?;
         let receipt = self.wait_confirmed(&mut flight).await?;
@@ -793,6 +936,76 @@ impl RpcL1 {
             .await?;
         self.latest_block().await
     }
+}
+
+impl RpcL1 {
+    /// The blobs of `hash` from a beacon node: `GET {url}/eth/v1/beacon/blobs/{block}?versioned_hashes=…` (the
+    /// block id is the transaction's execution block number, as anvil's emulation takes it; a consensus client
+    /// wants the slot, which this client does not derive yet).
+    async fn beacon_blobs(&self, url: &str, hash: B256) -> Result<Option<Vec<Blob>>, L1Error> {
+        let Some(tx) = self.transaction(hash).await? else {
+            return Ok(None);
+        };
+        if tx.blob_versioned_hashes.is_empty() {
+            return Ok(None);
+        }
+        let query: Vec<String> = tx
+            .blob_versioned_hashes
+            .iter()
+            .map(|h| format!("versioned_hashes={h}"))
+            .collect();
+        let endpoint = format!(
+            "{}/eth/v1/beacon/blobs/{}?{}",
+            url.trim_end_matches('/'),
+            tx.block_number,
+            query.join("&")
+        );
+        let fail = |e: String| L1Error::Backend(format!("beacon API: {e}"));
+        let response = alloy::transports::http::reqwest::get(&endpoint)
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        if response.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let body: serde_json::Value = response
+            .error_for_status()
+            .map_err(|e| fail(e.without_url().to_string()))?
+            .json()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        let data = body
+            .get("data")
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| fail("no data array in the answer".into()))?;
+        let mut raw = Vec::with_capacity(data.len());
+        for item in data {
+            let hex = item
+                .as_str()
+                .or_else(|| item.get("blob").and_then(|b| b.as_str()))
+                .ok_or_else(|| fail("a blob is not a hex string".into()))?;
+            raw.push(
+                hex.parse::<Bytes>()
+                    .map_err(|e| fail(format!("bad blob: {e}")))?,
+            );
+        }
+        Ok(Some(to_blobs(raw.iter().map(|b| b.as_ref()))?))
+    }
+}
+
+/// Blobs from their raw bytes, filled in place on the heap (no 128 KiB value on the stack per blob).
+fn to_blobs<'a>(raw: impl ExactSizeIterator<Item = &'a [u8]>) -> Result<Vec<Blob>, L1Error> {
+    let mut blobs = vec![Blob::ZERO; raw.len()];
+    for (blob, bytes) in blobs.iter_mut().zip(raw) {
+        if bytes.len() != blob.len() {
+            return Err(L1Error::Backend(format!(
+                "a blob of {} bytes (blobs have {})",
+                bytes.len(),
+                blob.len()
+            )));
+        }
+        blob.copy_from_slice(bytes);
+    }
+    Ok(blobs)
 }
 
 fn block_info(block: &Block) -> BlockInfo {
@@ -938,8 +1151,32 @@ impl L1 for RpcL1 {
             to: tx.to(),
             value: tx.value(),
             input: tx.input().clone(),
+            blob_versioned_hashes: tx
+                .blob_versioned_hashes()
+                .map(<[B256]>::to_vec)
+                .unwrap_or_default(),
             block_number,
         }))
+    }
+
+    async fn blobs(&self, hash: B256) -> Result<Option<Vec<Blob>>, L1Error> {
+        match &self.inner.config.beacon_url {
+            Some(url) => self.beacon_blobs(url, hash).await,
+            None => {
+                // As heap bytes: a 128 KiB `Blob` deserialized by value passes through several stack frames.
+                let blobs: Option<Vec<Bytes>> = self
+                    .request(
+                        "anvil_getBlobsByTransactionHash",
+                        (hash,),
+                        "reading blobs needs a beacon API URL or anvil (anvil_getBlobsByTransactionHash)",
+                    )
+                    .await?;
+                match blobs.filter(|b| !b.is_empty()) {
+                    Some(raw) => Ok(Some(to_blobs(raw.iter().map(|b| b.as_ref()))?)),
+                    None => Ok(None),
+                }
+            }
+        }
     }
 
     async fn advance_time(&self, seconds: u64) -> Result<BlockInfo, L1Error> {

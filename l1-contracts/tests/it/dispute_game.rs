@@ -9,6 +9,7 @@ use protocol::{FinishReason, InferenceLeaf, LEAF_VERSION, SamplingParams, keccak
 use std::sync::OnceLock;
 use verinfer_l1_contracts::anvil::Anvil;
 use verinfer_l1_contracts::dispute::DisputeGame::{self as G, DisputeGameErrors, Request};
+use verinfer_l1_contracts::dispute::OneStepProver::OneStepProverErrors;
 use verinfer_l1_contracts::dispute::{Game, GameConfig, GameError, deploy_prover, reveal_children};
 use verinfer_l1_contracts::one_step::OneStep;
 use verinfer_l1_contracts::prover::{
@@ -300,6 +301,18 @@ fn game_revert(r: Result<impl std::fmt::Debug, GameError>) -> DisputeGameErrors 
     }
 }
 
+/// The `OneStepProver` error a `proveOneStep` reverted with (it passes through `DisputeGame` undecoded).
+fn prover_revert(r: Result<impl std::fmt::Debug, GameError>) -> OneStepProverErrors {
+    use alloy::sol_types::SolInterface;
+    match r {
+        Err(e) => e
+            .undecoded_revert()
+            .and_then(|d| OneStepProverErrors::abi_decode(d).ok())
+            .unwrap_or_else(|| panic!("expected a OneStepProver revert, got {e:?}")),
+        Ok(v) => panic!("expected a OneStepProver revert, got {v:?}"),
+    }
+}
+
 /// Checks the executor lost: leaf invalid, whole bond slashed (half to the challenger, half burned), challenger
 /// bond returned.
 async fn assert_executor_slashed<L: L1 + Clone>(s: &Setup<L>) {
@@ -424,6 +437,86 @@ async fn honest_executor_wins_against_lying_challenger() {
         );
         s.a.owner.advance_time(WINDOW).await.unwrap();
         r.finalize(s.batch_id).await.unwrap();
+    }
+}
+
+/// Proofs whose trace multiproof or input openings are altered revert; SwiGlu's SIGMOID lookups verify both from
+/// the prover's held table (no chunk opened) and from explicitly opened table chunks.
+#[tokio::test]
+async fn altered_one_step_proofs_revert() {
+    use protocol::MerkleTree;
+    use verinfer_l1_contracts::prover::{ModelData, ModelRead, plan};
+    let (honest, _) = honest();
+    let data = IntModelData::new(model());
+    let temp = params().temperature_milli;
+    for (name, code, pos, element) in [("AttnWeightedSum", 13u8, 2u32, 9u32), ("SwiGlu", 21, 2, 5)]
+    {
+        let at = find_op(honest, code, 0, pos);
+        let wrong = tampered(honest, at, element as usize);
+        let mut s = setup(embedded(), honest).await;
+        let id = s.open().await;
+        let i = s.bisect(id, honest, &wrong).await;
+        s.claim_leaf(id, &wrong, i, element).await;
+        let good = one_step_proof(honest, &data, temp, i, element).unwrap();
+        assert!(
+            good.inputs.len() >= 2 && !good.traceNodes.is_empty(),
+            "{name}"
+        );
+        let g = s.as_(&s.a.exec);
+        let mut variants = Vec::new();
+        let mut p = good.clone();
+        p.traceNodes[0] = keccak256("not a node");
+        variants.push(("changed node", p));
+        let mut p = good.clone();
+        p.traceNodes.pop();
+        variants.push(("missing node", p));
+        let mut p = good.clone();
+        p.traceNodes.push(B256::ZERO);
+        variants.push(("extra node", p));
+        let mut p = good.clone();
+        p.inputs[1].outputRoot = p.inputs[0].outputRoot;
+        variants.push(("input of another op", p));
+        let mut p = good.clone();
+        p.inputs.swap(0, 1);
+        variants.push(("inputs swapped", p));
+        for (what, p) in variants {
+            let e = prover_revert(g.prove_one_step(id, &s.req, p).await);
+            assert!(
+                matches!(
+                    e,
+                    OneStepProverErrors::BadOpening(_) | OneStepProverErrors::BadChunks(_)
+                ),
+                "{name}, {what}: {e:?}"
+            );
+        }
+        let mut p = good.clone();
+        if code == 21 {
+            // The same lookups from opened table chunks (the path of a model whose table the prover does not hold).
+            assert!(p.weights[0].chunks.index.is_empty());
+            let pl = plan(honest, &data, temp, i, element).unwrap();
+            let Some(ModelRead::Chunks { leaf, chunks }) = pl.weights.first() else {
+                panic!("SwiGlu reads SIGMOID chunks");
+            };
+            let (_, bytes) = data.tensor(*leaf);
+            let tree = MerkleTree::new(protocol::tensor::chunk_leaves(&bytes));
+            let ch = &mut p.weights[0].chunks;
+            for &c in chunks {
+                let a = c as usize * 1024;
+                ch.index.push(c);
+                ch.data.push(Bytes::copy_from_slice(
+                    &bytes[a..(a + 1024).min(bytes.len())],
+                ));
+                ch.proofs.push(tree.proof(c).unwrap().siblings);
+            }
+            let mut missing = p.clone();
+            missing.weights[0].chunks.index.pop();
+            missing.weights[0].chunks.data.pop();
+            missing.weights[0].chunks.proofs.pop();
+            let e = prover_revert(g.prove_one_step(id, &s.req, missing).await);
+            assert!(matches!(e, OneStepProverErrors::BadChunks(_)), "{e:?}");
+        }
+        g.prove_one_step(id, &s.req, p).await.unwrap();
+        assert!(s.game.dispute(id).await.unwrap().executorWon, "{name}");
     }
 }
 

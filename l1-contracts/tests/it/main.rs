@@ -2,6 +2,7 @@
 //! `npm ci` in l1-contracts/) (one test binary; one module per area).
 
 mod batches;
+mod blobs;
 mod bonds;
 mod common;
 mod consumer;
@@ -14,3 +15,4 @@ mod invariants;
 mod models;
 mod one_step;
 mod rpc;
+mod signatures;

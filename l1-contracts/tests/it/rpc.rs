@@ -1052,3 +1052,71 @@ async fn anvil_endpoint_serves_the_dev_accounts() {
         assert_eq!(n.owner.balance(a.address).await.unwrap(), dev::DEV_BALANCE);
     }
 }
+
+/// A blob batch on a real anvil, sent in both sidecar forms (cell proofs by default, then v0): `blobhash` in the
+/// contract sees the versioned hashes, anvil keeps the blobs and `batch_data` reads them back
+/// (`anvil_getBlobsByTransactionHash`) and checks them against the DA commitment.
+#[tokio::test]
+async fn blob_batches_on_anvil() {
+    use verinfer_l1_contracts::blobs;
+    use verinfer_l1_contracts::gas::pseudo_random_bytes;
+    use verinfer_l1_contracts::rpc::BlobSidecarFormat;
+    let n = net(RpcConfig::local()).await;
+    assert_eq!(n.owner.config().blob_sidecar, BlobSidecarFormat::Eip7594);
+    let seq = rollup_with_sequencer(&n).await;
+    let reader = seq.with_l1(n.stranger.clone());
+    for (i, format) in [BlobSidecarFormat::Eip7594, BlobSidecarFormat::Eip4844]
+        .into_iter()
+        .enumerate()
+    {
+        let l1 = n.seq.with_config(RpcConfig {
+            blob_sidecar: format,
+            ..RpcConfig::local()
+        });
+        let by = seq.with_l1(l1);
+        let data = pseudo_random_bytes(150_000 + i, i as u64);
+        let prev = by.state_root().await.unwrap();
+        let root = keccak256(&data);
+        let posted = by
+            .post_batch_blobs(&data, root, 3, B256::repeat_byte(9), prev)
+            .await
+            .unwrap();
+        assert_eq!(posted.batch_id, i as u64 + 1);
+        assert_eq!(posted.blob_versioned_hashes.len(), 2);
+        let tx = n
+            .stranger
+            .transaction(posted.receipt.tx_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tx.blob_versioned_hashes, posted.blob_versioned_hashes);
+        assert_eq!(
+            posted.da_commitment,
+            blobs::da_commitment(&posted.blob_versioned_hashes)
+        );
+        assert_eq!(
+            reader.batch_data(posted.batch_id).await.unwrap(),
+            Bytes::from(data)
+        );
+        println!(
+            "postBatchBlobs on anvil ({format:?}): {} gas",
+            posted.receipt.gas_used
+        );
+    }
+    // Without blobs the contract refuses (the estimate reverts: nothing is sent).
+    let call = InferenceRollup::postBatchBlobsCall {
+        batchRoot: keccak256("x"),
+        leafCount: 1,
+        sigRoot: B256::ZERO,
+        prevStateRoot: seq.state_root().await.unwrap(),
+    };
+    let e = n
+        .seq
+        .send(TxRequest::call(seq.address(), call.abi_encode()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.decode_revert::<E>(), Some(E::NoBlobs(_))),
+        "{e:?}"
+    );
+}

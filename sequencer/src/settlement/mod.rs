@@ -3,8 +3,8 @@
 //!
 //! - [`batcher`]: executed, signed leaves → planned batches (by count, bytes and age), recorded durably with the
 //!   exact bytes to post before anything is sent;
-//! - [`poster`]: planned batches → L1, in order, exactly once across crashes (the contract's `prevStateRoot` check
-//!   plus a search of the chain's `BatchPosted` events);
+//! - [`poster`]: planned batches → L1 (blobs or calldata, [`DaMode`]), in order, exactly once across crashes (the
+//!   contract's `prevStateRoot` check plus a search of the chain's `BatchPosted` events);
 //! - [`finalizer`]: `finalize` after the window, `LeafInvalidated` / `BatchFinalized` events → job states;
 //! - [`pipeline`]: the leader's loop over the three (one leader per database: `crate::storage::leader`);
 //! - [`cursor`]: the event follower's position in the database.
@@ -27,4 +27,4 @@ pub use cursor::DbCursorStore;
 pub use error::SettlementError;
 pub use finalizer::{Finalizer, Followed};
 pub use pipeline::{L1Pipeline, PipelineConfig, PipelineHandle, TickReport};
-pub use poster::Poster;
+pub use poster::{DaMode, Poster};

@@ -6,7 +6,7 @@
 use super::SettlementError;
 use super::batcher::{Batcher, BatcherConfig};
 use super::finalizer::{Finalizer, Followed};
-use super::poster::Poster;
+use super::poster::{DaMode, Poster};
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, SettlementMetrics};
 use crate::storage::leader::DEFAULT_LEADER_KEY;
@@ -33,6 +33,9 @@ pub struct PipelineConfig {
     pub leader_key: i64,
     /// How often the sequencer bond is read for `verinfer_sequencer_l1_bond_wei`.
     pub bond_refresh: Duration,
+    /// Where batch data goes. The library default is [`DaMode::Calldata`] (any [`L1`] handle can post it); the
+    /// `verinfer` binaries default to [`DaMode::Blobs`] (`--da`).
+    pub da: DaMode,
 }
 
 impl Default for PipelineConfig {
@@ -47,6 +50,7 @@ impl Default for PipelineConfig {
             follower: FollowerConfig::default(),
             leader_key: DEFAULT_LEADER_KEY,
             bond_refresh: Duration::from_secs(30),
+            da: DaMode::Calldata,
         }
     }
 }
@@ -113,7 +117,8 @@ impl<L: L1 + Clone + 'static> L1Pipeline<L> {
             metrics.clone(),
             challenge_window,
             config.start_block,
-        );
+        )
+        .with_da(config.da);
         Ok(Self {
             storage,
             rollup,

@@ -1,5 +1,8 @@
-//! [`Poster`]: posts planned batches to L1 in order with `postBatch(data, batchRoot, leafCount, prevStateRoot)` and
-//! records where they landed.
+//! [`Poster`]: posts planned batches to L1 in order and records where they landed: with
+//! `postBatchBlobs(batchRoot, leafCount, sigRoot, prevStateRoot)` and the batch data in EIP-4844 blobs
+//! ([`DaMode::Blobs`], constant gas), or `postBatch(data, …)` with the data as calldata ([`DaMode::Calldata`]). The
+//! signature root is recomputed from the stored batch data (`protocol::batch::batch_signature_root`). After a blob
+//! post the poster checks that the versioned hashes the chain recorded are the ones it built.
 //!
 //! Exactly-once, across crashes: the bytes come from the batch row written at planning, and the contract accepts a
 //! batch only on top of its current state root. So whatever happened before (a crash after the transaction was mined
@@ -17,9 +20,47 @@ use crate::metrics::SettlementMetrics;
 use crate::storage::{BatchRecord, BatchStatus, PostedInfo, SharedStorage};
 use alloy_sol_types::{SolCall, SolEvent};
 use l1_contracts::bindings::InferenceRollup::{self, InferenceRollupErrors};
-use l1_contracts::{ContractError, L1, LogFilter, Rollup};
-use protocol::{B256, keccak256};
+use l1_contracts::{ContractError, L1, LogFilter, PostedBatch, Rollup, blobs};
+use protocol::{B256, BatchData, keccak256};
 use std::time::Instant;
+
+/// Where batch data goes on L1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DaMode {
+    /// Calldata of `postBatch` (gas grows with the data: 16 gas per non-zero byte).
+    Calldata,
+    /// EIP-4844 blobs of a `postBatchBlobs` transaction (gas independent of the size; up to
+    /// `l1_contracts::blobs::MAX_DATA_BYTES` per batch).
+    Blobs,
+}
+
+impl DaMode {
+    /// `"calldata"` or `"blobs"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calldata => "calldata",
+            Self::Blobs => "blobs",
+        }
+    }
+}
+
+impl std::fmt::Display for DaMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DaMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "calldata" => Ok(Self::Calldata),
+            "blobs" | "blob" => Ok(Self::Blobs),
+            other => Err(format!("unknown DA mode {other:?} (calldata or blobs)")),
+        }
+    }
+}
 
 /// Most `StaleStateRoot` rounds for one batch before giving up until the next pipeline round.
 const MAX_STALE_ROUNDS: usize = 4;
@@ -34,6 +75,7 @@ pub struct Poster<L> {
     metrics: SettlementMetrics,
     challenge_window: u64,
     start_block: u64,
+    da: DaMode,
 }
 
 impl<L: L1> std::fmt::Debug for Poster<L> {
@@ -41,13 +83,15 @@ impl<L: L1> std::fmt::Debug for Poster<L> {
         f.debug_struct("Poster")
             .field("rollup", &self.rollup.address())
             .field("challenge_window", &self.challenge_window)
+            .field("da", &self.da)
             .finish_non_exhaustive()
     }
 }
 
 impl<L: L1> Poster<L> {
-    /// A poster sending from `rollup`'s handle. `challenge_window` is the contract's (seconds); `start_block` is
-    /// where event searches start when no earlier batch is recorded (the rollup's deployment block).
+    /// A poster sending from `rollup`'s handle, with the data as calldata (see [`Self::with_da`]).
+    /// `challenge_window` is the contract's (seconds); `start_block` is where event searches start when no earlier
+    /// batch is recorded (the rollup's deployment block).
     pub fn new(
         storage: SharedStorage,
         rollup: Rollup<L>,
@@ -61,7 +105,19 @@ impl<L: L1> Poster<L> {
             metrics,
             challenge_window,
             start_block,
+            da: DaMode::Calldata,
         }
+    }
+
+    /// Posts in DA mode `da`.
+    pub fn with_da(mut self, da: DaMode) -> Self {
+        self.da = da;
+        self
+    }
+
+    /// The DA mode.
+    pub fn da(&self) -> DaMode {
+        self.da
     }
 
     /// Posts every planned batch, in order; returns them as recorded.
@@ -94,6 +150,17 @@ impl<L: L1> Poster<L> {
                 "the stored data does not hash to its DA commitment",
             ));
         }
+        let decoded = BatchData::decode(&data)
+            .map_err(|e| inconsistent(&format!("the stored data does not decode: {e}")))?;
+        let sig_root = protocol::batch::batch_signature_root(&decoded);
+        // Built once: the same blobs (and versioned hashes) for every attempt.
+        let sidecar = match self.da {
+            DaMode::Calldata => None,
+            DaMode::Blobs => Some(
+                blobs::encode(&data)
+                    .map_err(|e| inconsistent(&format!("cannot put the data in blobs: {e}")))?,
+            ),
+        };
         // Chain on the previous batch as it landed (the stored expectation for the first one).
         let previous = match number.checked_sub(1).filter(|n| *n > 0) {
             Some(n) => self.storage.batch(n).await?,
@@ -109,17 +176,35 @@ impl<L: L1> Poster<L> {
 
         for _ in 0..MAX_STALE_ROUNDS {
             let started = Instant::now();
-            let sent = self
-                .rollup
-                .post_batch(
-                    data.clone().into(),
-                    batch.batch_root,
-                    batch.leaf_count(),
-                    prev_state_root,
-                )
-                .await;
+            let sent = match &sidecar {
+                None => {
+                    self.rollup
+                        .post_batch_calldata(
+                            data.clone().into(),
+                            batch.batch_root,
+                            batch.leaf_count(),
+                            sig_root,
+                            prev_state_root,
+                        )
+                        .await
+                }
+                Some(sidecar) => {
+                    self.rollup
+                        .post_batch_sidecar(
+                            sidecar.clone(),
+                            batch.batch_root,
+                            batch.leaf_count(),
+                            sig_root,
+                            prev_state_root,
+                        )
+                        .await
+                }
+            };
             match sent {
                 Ok(posted) => {
+                    if sidecar.is_some() {
+                        self.check_blobs_recorded(number, &posted).await?;
+                    }
                     let receipt = &posted.receipt;
                     self.metrics
                         .l1_post_latency
@@ -158,14 +243,61 @@ impl<L: L1> Poster<L> {
         ))
     }
 
-    /// This sequencer's `BatchPosted` event of `batch` (same root, DA commitment and leaf count) from `from_block`
-    /// on.
+    /// Checks that the chain recorded the blobs this poster built: the mined transaction's versioned hashes and the
+    /// DA commitment in `BatchPosted` must be those of the sidecar.
+    async fn check_blobs_recorded(
+        &self,
+        number: u64,
+        posted: &PostedBatch,
+    ) -> Result<(), SettlementError> {
+        let tx = self
+            .rollup
+            .l1()
+            .transaction(posted.receipt.tx_hash)
+            .await?
+            .ok_or_else(|| SettlementError::Inconsistent {
+                number,
+                reason: format!("the mined post {} is not found", posted.receipt.tx_hash),
+            })?;
+        if tx.blob_versioned_hashes != posted.blob_versioned_hashes
+            || posted.da_commitment != blobs::da_commitment(&posted.blob_versioned_hashes)
+        {
+            return Err(SettlementError::Inconsistent {
+                number,
+                reason: format!(
+                    "transaction {} carries versioned hashes {:?}, the poster built {:?}",
+                    posted.receipt.tx_hash, tx.blob_versioned_hashes, posted.blob_versioned_hashes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The DA commitments `batch` may have been posted with: `keccak256(data)` (calldata) and, when the data is
+    /// stored and fits, the commitment of its blobs (a post in either mode is found, whatever the mode now).
+    async fn expected_commitments(
+        &self,
+        batch: &BatchRecord,
+    ) -> Result<Vec<B256>, SettlementError> {
+        let mut out = vec![batch.da_commitment];
+        if let Some(data) = self.storage.batch_data(batch.number).await?
+            && let Ok(sidecar) = blobs::encode(&data)
+        {
+            let hashes: Vec<B256> = sidecar.versioned_hashes().collect();
+            out.push(blobs::da_commitment(&hashes));
+        }
+        Ok(out)
+    }
+
+    /// This sequencer's `BatchPosted` event of `batch` (same root, DA commitment in either mode and leaf count)
+    /// from `from_block` on.
     pub async fn find_posted(
         &self,
         batch: &BatchRecord,
         from_block: u64,
     ) -> Result<Option<PostedInfo>, SettlementError> {
         let l1 = self.rollup.l1();
+        let commitments = self.expected_commitments(batch).await?;
         let filter = LogFilter::new(self.rollup.address(), from_block)
             .event(InferenceRollup::BatchPosted::SIGNATURE_HASH)
             .topic(2, l1.sender().into_word());
@@ -174,7 +306,7 @@ impl<L: L1> Poster<L> {
                 continue;
             };
             if event.batchRoot != batch.batch_root
-                || event.daCommitment != batch.da_commitment
+                || !commitments.contains(&event.daCommitment)
                 || event.leafCount != batch.leaf_count()
             {
                 continue;
@@ -202,14 +334,18 @@ impl<L: L1> Poster<L> {
         Ok(None)
     }
 
-    /// The `prevStateRoot` argument of a `postBatch` transaction.
+    /// The `prevStateRoot` argument of a `postBatch` or `postBatchBlobs` transaction.
     async fn prev_state_root_of(&self, tx_hash: B256) -> Result<Option<B256>, SettlementError> {
         let Some(tx) = self.rollup.l1().transaction(tx_hash).await? else {
             return Ok(None);
         };
         Ok(InferenceRollup::postBatchCall::abi_decode(&tx.input)
-            .ok()
-            .map(|call| call.prevStateRoot))
+            .map(|call| call.prevStateRoot)
+            .or_else(|_| {
+                InferenceRollup::postBatchBlobsCall::abi_decode(&tx.input)
+                    .map(|call| call.prevStateRoot)
+            })
+            .ok())
     }
 
     async fn record(

@@ -6,6 +6,7 @@ mod bench;
 mod common;
 mod keys;
 mod leaf_checks;
+mod logprobs;
 mod openai_client;
 mod settlement;
 mod storage;

@@ -190,6 +190,7 @@ async fn executed_job(
         prompt_tokens: prompt,
         options: "{}".into(),
         choices: vec![params],
+        logprobs: None,
     };
     storage.insert_request(&request).await.expect("insert");
     let leased = storage
@@ -227,6 +228,7 @@ async fn executed_job(
                 executor_address: executor.account.address,
                 signature: signer.map(|s| s.sign(&leaf)),
                 leaf_hash: leaf.hash(),
+                logprobs: None,
             },
         )
         .await
