@@ -13,7 +13,8 @@ import {IInferenceRollup} from "./IInferenceRollup.sol";
 ///      `postBatchBlobs` transaction, with DA commitment `keccak256(versionedHash_0 ‖ … ‖ versionedHash_{n-1})`
 ///      read from `blobhash(i)`; both are computed here, so a batch can never be posted with a commitment that does
 ///      not match its data. Every batch also commits `sigRoot`, the Merkle root over `keccak256` of the leaves' 65-byte
-///      signatures in leaf order, so a leaf's signature can be opened in one call (`proveBadSignature`). Batch ids
+///      signatures in leaf order, so a leaf's signature can be opened in one call (`proveBadSignature`); when the root
+///      opens nothing (a garbage `sigRoot`), `challengeSignature` makes the sequencer open it or be slashed. Batch ids
 ///      start at 1; batch `n` carries `stateRoot_n = keccak256(stateRoot_{n-1} ‖ batchRoot_n)`, `stateRoot_0 = 0`.
 contract InferenceRollup is IInferenceRollup {
     // ---------------------------------------------------------------------------------------------------------------
@@ -63,6 +64,25 @@ contract InferenceRollup is IInferenceRollup {
         bytes32 sigRoot;
         bytes signature;
         bytes32[] proof;
+    }
+
+    /// @notice State of a signature challenge on one leaf (`challengeSignature`).
+    enum SignatureChallengeStatus {
+        None,
+        Pending,
+        Answered,
+        Resolved
+    }
+
+    /// @notice A signature challenge: the leaf's executor and EIP-712 digest (what an answer must recover to), the
+    ///         challenger and its bond, and the answer deadline (three slots).
+    struct SignatureChallenge {
+        address challenger;
+        uint64 deadline;
+        SignatureChallengeStatus status;
+        address executor;
+        uint96 bond;
+        bytes32 digest;
     }
 
     /// @notice The model parameters the dispute game needs to know op `i` of a request. They are the 18 values of
@@ -132,6 +152,32 @@ contract InferenceRollup is IInferenceRollup {
     event BadSignatureProven(
         uint256 indexed batchId, uint256 index, address indexed executor, address indexed sequencer, uint256 slashed
     );
+    /// @notice Anyone challenged the sequencer of `batchId` to open the signature posted for leaf `index` (signed by
+    ///         `executor`) before `deadline`; `bond` is the challenger's stake.
+    event SignatureChallenged(
+        uint256 indexed batchId,
+        uint256 index,
+        address indexed executor,
+        address indexed challenger,
+        uint64 deadline,
+        uint256 bond
+    );
+    /// @notice The challenge on leaf `index` was answered with a signature recovering `executor`; the challenger's
+    ///         `bond` was credited to `sequencer`.
+    event SignatureChallengeAnswered(
+        uint256 indexed batchId, uint256 index, address indexed executor, address indexed sequencer, uint256 bond
+    );
+    /// @notice The challenge on leaf `index` went unanswered: the leaf is invalid, `sequencer` lost `slashed` (half to
+    ///         `challenger`, half burned) and the challenger's `bond` was credited back to it.
+    event SignatureChallengeResolved(
+        uint256 indexed batchId,
+        uint256 index,
+        address indexed challenger,
+        address indexed sequencer,
+        uint256 slashed,
+        uint256 bond
+    );
+    event SignatureChallengeParamsSet(uint64 responseWindow, uint256 bond);
     event CreditClaimed(address indexed who, uint256 amount);
     event DisputeGameSet(address indexed disputeGame);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -187,6 +233,14 @@ contract InferenceRollup is IInferenceRollup {
     error CommitmentMismatch(uint256 batchId);
     error SignatureNotInBatch(uint256 batchId, uint256 index);
     error SignatureValid(uint256 batchId, uint256 index, address executor);
+    error ZeroResponseWindow();
+    error WrongChallengeBond(uint256 sent, uint256 required);
+    error SignatureChallengeExists(uint256 batchId, uint256 index, SignatureChallengeStatus status);
+    error NoPendingSignatureChallenge(uint256 batchId, uint256 index);
+    error SignatureChallengeExpired(uint256 batchId, uint256 index, uint256 deadline);
+    error SignatureResponseWindowOpen(uint256 batchId, uint256 index, uint256 deadline);
+    error SignatureDoesNotRecover(uint256 batchId, uint256 index, address signer, address executor);
+    error SignatureChallengePending(uint256 batchId, uint256 pending);
 
     // ---------------------------------------------------------------------------------------------------------------
     // Configuration and state
@@ -223,6 +277,13 @@ contract InferenceRollup is IInferenceRollup {
     mapping(address executor => uint256) public openDisputesOfExecutor;
     /// @notice Slashing rewards waiting to be claimed.
     mapping(address who => uint256) public credits;
+    /// @notice Seconds the sequencer has to answer a signature challenge (owner-set; default 1 hour).
+    uint64 public signatureResponseWindow;
+    /// @notice Exact `msg.value` of `challengeSignature` (owner-set; default 0.01 ether).
+    uint256 public signatureChallengeBond;
+    mapping(uint256 batchId => mapping(uint256 index => SignatureChallenge)) internal _signatureChallenges;
+    /// @notice Unresolved signature challenges per batch (a batch with one cannot be finalized).
+    mapping(uint256 batchId => uint256) public pendingSignatureChallenges;
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -252,6 +313,8 @@ contract InferenceRollup is IInferenceRollup {
         withdrawalDelay = withdrawalDelay_;
         challengeWindow = challengeWindow_;
         owner = owner_;
+        signatureResponseWindow = 1 hours;
+        signatureChallengeBond = 0.01 ether;
         emit OwnershipTransferred(address(0), owner_);
     }
 
@@ -271,6 +334,15 @@ contract InferenceRollup is IInferenceRollup {
         if (disputeGame != address(0)) revert DisputeGameAlreadySet(disputeGame);
         disputeGame = game;
         emit DisputeGameSet(game);
+    }
+
+    /// @notice Sets the signature challenge's answer window (non-zero) and bond. Open challenges keep theirs.
+    function setSignatureChallengeParams(uint64 responseWindow, uint256 bond) external onlyOwner {
+        if (responseWindow == 0) revert ZeroResponseWindow();
+        if (bond > type(uint96).max) revert BondTooLarge(bond);
+        signatureResponseWindow = responseWindow;
+        signatureChallengeBond = bond;
+        emit SignatureChallengeParamsSet(responseWindow, bond);
     }
 
     /// @notice Registers a model: its root (docs/vir.md §7) and program parameters. `configProof` proves that
@@ -412,8 +484,8 @@ contract InferenceRollup is IInferenceRollup {
         return _post(daCommitment, batchRoot, leafCount, sigRoot, prevStateRoot);
     }
 
-    /// @notice Finalizes batch `batchId` once its challenge window has passed and no dispute on it is open.
-    ///         Anyone may call it.
+    /// @notice Finalizes batch `batchId` once its challenge window has passed and no dispute and no signature
+    ///         challenge on it is open. Anyone may call it.
     function finalize(uint256 batchId) external {
         Batch storage b = _batch(batchId);
         if (b.finalized) revert BatchAlreadyFinalized(batchId);
@@ -421,6 +493,8 @@ contract InferenceRollup is IInferenceRollup {
         if (block.timestamp < windowEnd) revert ChallengeWindowOpen(batchId, windowEnd);
         uint256 open = openDisputesOfBatch[batchId];
         if (open != 0) revert BatchUnderDispute(batchId, open);
+        uint256 pending = pendingSignatureChallenges[batchId];
+        if (pending != 0) revert SignatureChallengePending(batchId, pending);
         b.finalized = true;
         emit BatchFinalized(batchId, b.batchRoot);
     }
@@ -508,24 +582,86 @@ contract InferenceRollup is IInferenceRollup {
         bytes32[] calldata leafProof,
         SignatureOpening calldata sig
     ) external {
-        Batch storage b = _batch(batchId);
-        if (b.finalized) revert BatchAlreadyFinalized(batchId);
-        if (!Protocol.verifyWithCount(b.batchRoot, b.leafCount, Protocol.hashLeaf(leaf), index, leafProof)) {
-            revert LeafNotInBatch(batchId, index);
-        }
-        if (Protocol.hashPair(sig.daCommitment, sig.sigRoot) != b.commitment) revert CommitmentMismatch(batchId);
-        if (!Protocol.verifyWithCount(sig.sigRoot, b.leafCount, keccak256(sig.signature), index, sig.proof)) {
-            revert SignatureNotInBatch(batchId, index);
-        }
-        address signer = Protocol.recover(leafSigningHash(leaf), sig.signature);
+        Batch storage b = _unfinalizedLeaf(batchId, leaf, index, leafProof);
+        address signer = _openSignature(b, batchId, index, leafSigningHash(leaf), sig);
         if (signer != address(0) && signer == leaf.executor) revert SignatureValid(batchId, index, signer);
         if (invalidLeaf[batchId][index]) revert LeafAlreadyInvalid(batchId, index);
-        invalidLeaf[batchId][index] = true;
-        emit LeafInvalidated(batchId, index);
+        _punishBadSignature(b, batchId, index, leaf.executor, msg.sender);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Signature challenge (a garbage `sigRoot`)
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /// @notice Challenges the sequencer of `batchId` to open the signature posted for leaf `index` (for when no
+    ///         signature can be opened under the batch's `sigRoot`, e.g. a garbage root). Anyone, with exactly
+    ///         `signatureChallengeBond` as value; only before the batch is final, for a leaf not already invalid,
+    ///         once per leaf. The batch cannot be finalized until the challenge is answered or resolved.
+    /// @param batchId The batch.
+    /// @param leaf The leaf.
+    /// @param index Its index in the batch.
+    /// @param leafProof Its batch Merkle proof.
+    function challengeSignature(uint256 batchId, InferenceLeaf calldata leaf, uint256 index, bytes32[] calldata leafProof)
+        external
+        payable
+    {
+        _unfinalizedLeaf(batchId, leaf, index, leafProof);
+        if (invalidLeaf[batchId][index]) revert LeafAlreadyInvalid(batchId, index);
+        uint256 required = signatureChallengeBond;
+        if (msg.value != required) revert WrongChallengeBond(msg.value, required);
+        SignatureChallenge storage c = _signatureChallenges[batchId][index];
+        if (c.status != SignatureChallengeStatus.None) revert SignatureChallengeExists(batchId, index, c.status);
+        uint64 deadline = uint64(block.timestamp) + signatureResponseWindow;
+        c.challenger = msg.sender;
+        c.deadline = deadline;
+        c.status = SignatureChallengeStatus.Pending;
+        c.executor = leaf.executor;
+        c.bond = uint96(required);
+        c.digest = leafSigningHash(leaf);
+        ++pendingSignatureChallenges[batchId];
+        emit SignatureChallenged(batchId, index, leaf.executor, msg.sender, deadline, required);
+    }
+
+    /// @notice Answers the pending challenge on leaf `index` of `batchId` before its deadline: `sig` opens the
+    ///         signature posted for the leaf under the batch's `sigRoot`, and it must recover the leaf's executor
+    ///         (the same check as `proveBadSignature`). The challenger's bond is credited to the batch's sequencer.
+    ///         Anyone (typically the sequencer's poster).
+    function answerSignatureChallenge(uint256 batchId, uint256 index, SignatureOpening calldata sig) external {
+        SignatureChallenge storage c = _pendingSignatureChallenge(batchId, index);
+        if (block.timestamp >= c.deadline) revert SignatureChallengeExpired(batchId, index, c.deadline);
+        Batch storage b = _batches[batchId];
+        address signer = _openSignature(b, batchId, index, c.digest, sig);
+        address executor = c.executor;
+        if (signer == address(0) || signer != executor) {
+            revert SignatureDoesNotRecover(batchId, index, signer, executor);
+        }
+        c.status = SignatureChallengeStatus.Answered;
+        --pendingSignatureChallenges[batchId];
         address sequencer = b.sequencer;
-        uint256 amount = _bonds[Role.Sequencer][sequencer].amount;
-        uint256 slashed = _slash(Role.Sequencer, sequencer, amount, msg.sender, amount / 2);
-        emit BadSignatureProven(batchId, index, leaf.executor, sequencer, slashed);
+        uint256 bond = c.bond;
+        credits[sequencer] += bond;
+        emit SignatureChallengeAnswered(batchId, index, executor, sequencer, bond);
+    }
+
+    /// @notice Resolves the pending challenge on leaf `index` of `batchId` once its deadline passed unanswered: the
+    ///         leaf is invalid and the sequencer slashed as by `proveBadSignature` (whole bond, half to the
+    ///         challenger, half burned); the challenger's bond is credited back to it. Anyone.
+    function resolveSignatureChallenge(uint256 batchId, uint256 index) external {
+        SignatureChallenge storage c = _pendingSignatureChallenge(batchId, index);
+        if (block.timestamp < c.deadline) revert SignatureResponseWindowOpen(batchId, index, c.deadline);
+        c.status = SignatureChallengeStatus.Resolved;
+        --pendingSignatureChallenges[batchId];
+        Batch storage b = _batches[batchId];
+        address challenger = c.challenger;
+        uint256 bond = c.bond;
+        credits[challenger] += bond;
+        uint256 slashed = _punishBadSignature(b, batchId, index, c.executor, challenger);
+        emit SignatureChallengeResolved(batchId, index, challenger, b.sequencer, slashed, bond);
+    }
+
+    /// @notice The signature challenge on leaf `index` of `batchId` (status None when there is none).
+    function signatureChallenge(uint256 batchId, uint256 index) external view returns (SignatureChallenge memory) {
+        return _signatureChallenges[batchId][index];
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -665,6 +801,63 @@ contract InferenceRollup is IInferenceRollup {
             finalized: false
         });
         emit BatchPosted(batchId, msg.sender, batchRoot, daCommitment, sigRoot, leafCount, newStateRoot);
+    }
+
+    /// @dev Batch `batchId`, not final, with `leaf` at `index` (the common checks of `proveBadSignature` and
+    ///      `challengeSignature`).
+    function _unfinalizedLeaf(uint256 batchId, InferenceLeaf calldata leaf, uint256 index, bytes32[] calldata leafProof)
+        internal
+        view
+        returns (Batch storage b)
+    {
+        b = _batch(batchId);
+        if (b.finalized) revert BatchAlreadyFinalized(batchId);
+        if (!Protocol.verifyWithCount(b.batchRoot, b.leafCount, Protocol.hashLeaf(leaf), index, leafProof)) {
+            revert LeafNotInBatch(batchId, index);
+        }
+    }
+
+    /// @dev Opens `sig` as the signature posted at `index` of batch `b` (its halves must hash to the stored
+    ///      commitment, the signature hash must be leaf `index` of `sigRoot`) and returns its signer of `digest`, or
+    ///      address(0) for a non-canonical or unrecoverable signature. Shared by `proveBadSignature` and
+    ///      `answerSignatureChallenge`.
+    function _openSignature(
+        Batch storage b,
+        uint256 batchId,
+        uint256 index,
+        bytes32 digest,
+        SignatureOpening calldata sig
+    ) internal view returns (address) {
+        if (Protocol.hashPair(sig.daCommitment, sig.sigRoot) != b.commitment) revert CommitmentMismatch(batchId);
+        if (!Protocol.verifyWithCount(sig.sigRoot, b.leafCount, keccak256(sig.signature), index, sig.proof)) {
+            revert SignatureNotInBatch(batchId, index);
+        }
+        return Protocol.recover(digest, sig.signature);
+    }
+
+    /// @dev The bad-signature penalty: leaf `index` invalid (if it is not already), the batch's sequencer loses its
+    ///      whole bond, half credited to `beneficiary`, half burned.
+    function _punishBadSignature(Batch storage b, uint256 batchId, uint256 index, address executor, address beneficiary)
+        internal
+        returns (uint256 slashed)
+    {
+        if (!invalidLeaf[batchId][index]) {
+            invalidLeaf[batchId][index] = true;
+            emit LeafInvalidated(batchId, index);
+        }
+        address sequencer = b.sequencer;
+        uint256 amount = _bonds[Role.Sequencer][sequencer].amount;
+        slashed = _slash(Role.Sequencer, sequencer, amount, beneficiary, amount / 2);
+        emit BadSignatureProven(batchId, index, executor, sequencer, slashed);
+    }
+
+    function _pendingSignatureChallenge(uint256 batchId, uint256 index)
+        internal
+        view
+        returns (SignatureChallenge storage c)
+    {
+        c = _signatureChallenges[batchId][index];
+        if (c.status != SignatureChallengeStatus.Pending) revert NoPendingSignatureChallenge(batchId, index);
     }
 
     function _batch(uint256 batchId) internal view returns (Batch storage b) {

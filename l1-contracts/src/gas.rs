@@ -13,10 +13,16 @@ use crate::consumer::{Consumer, ConsumerError};
 use crate::dev;
 use crate::embedded::{EmbeddedChain, EmbeddedL1};
 use crate::l1::{L1, L1Error, Receipt, TxRequest};
-use crate::rollup::{Role, Rollup, RollupConfig, RollupError, config_hash, model_leaf_count};
+use crate::rollup::{
+    Role, Rollup, RollupConfig, RollupError, config_hash, model_leaf_count, signature_opening,
+};
 use alloy::primitives::{B256, Bytes, U256, keccak256};
 use alloy::sol_types::SolCall;
-use protocol::{FinishReason, InferenceLeaf, LEAF_VERSION, MerkleTree, token_ids_root};
+use protocol::batch::{signature_proof, signature_root};
+use protocol::{
+    FinishReason, InferenceLeaf, LEAF_VERSION, LeafSignature, MerkleTree, leaf_domain, sign_leaf,
+    token_ids_root,
+};
 use std::fmt;
 
 /// One measured call.
@@ -77,13 +83,13 @@ impl fmt::Display for GasReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<22} {:<44} {:>10} {:>14} {:>10}",
+            "{:<25} {:<44} {:>10} {:>14} {:>10}",
             "function", "case", "gas", "gas - DA data", "calldata"
         )?;
         for e in &self.entries {
             writeln!(
                 f,
-                "{:<22} {:<44} {:>10} {:>14} {:>10}",
+                "{:<25} {:<44} {:>10} {:>14} {:>10}",
                 e.function,
                 e.case,
                 e.gas_used,
@@ -113,6 +119,12 @@ pub enum GasReportError {
     /// A dispute-game call or a one-step proof failed.
     #[error("dispute game: {0}")]
     Game(String),
+    /// A leaf could not be signed.
+    #[error(transparent)]
+    Signature(#[from] protocol::SignatureError),
+    /// A development key is not a valid secp256k1 key.
+    #[error("development key: {0}")]
+    Key(#[from] k256::ecdsa::Error),
     /// The development accounts are missing.
     #[error("development account {0} is missing")]
     NoAccount(usize),
@@ -351,6 +363,58 @@ pub async fn gas_report() -> Result<GasReport, GasReportError> {
         )
         .await?;
 
+    // The signature challenge on a second 1024-leaf batch (depth 10): leaf 0 carries the executor's signature and
+    // is answered; leaf 1 carries an all-zero one, stays unanswered and is resolved at the end.
+    let exec_key = k256::ecdsa::SigningKey::from_slice(dev::DEV_KEYS[2].as_slice())?;
+    let domain = leaf_domain(chain.connect(owner).chain_id().await?, rollup_address);
+    let mut sigs = vec![LeafSignature::default(); leaves.len()];
+    sigs[0] = sign_leaf(&leaves[0], &domain, &exec_key)?;
+    let sig_root = signature_root(&sigs);
+    let data = Bytes::from(pseudo_random_bytes(4096, 97));
+    let prev = as_seq.state_root().await?;
+    let signed = as_seq
+        .post_batch_calldata(data, tree.root(), 1024, sig_root, prev)
+        .await?;
+    let as_challenger = as_owner.with_l1(chain.connect(addr(4)?));
+    let challenge_len = |i: usize| -> Result<usize, GasReportError> {
+        Ok(InferenceRollup::challengeSignatureCall {
+            batchId: U256::from(signed.batch_id),
+            leaf: leaves[i].into(),
+            index: U256::from(i),
+            leafProof: tree.proof(i as u64)?.siblings,
+        }
+        .abi_encode()
+        .len())
+    };
+    let r = as_challenger
+        .challenge_signature(signed.batch_id, &leaves[0], &tree.proof(0)?)
+        .await?;
+    rec.record("challengeSignature", "depth 10", &r, challenge_len(0)?, 0);
+    as_challenger
+        .challenge_signature(signed.batch_id, &leaves[1], &tree.proof(1)?)
+        .await?;
+    let opening = signature_opening(
+        signed.da_commitment,
+        sig_root,
+        sigs[0].as_bytes(),
+        &signature_proof(&sigs, 0)?,
+    );
+    let answer = InferenceRollup::answerSignatureChallengeCall {
+        batchId: U256::from(signed.batch_id),
+        index: U256::ZERO,
+        sig: opening.clone(),
+    };
+    let r = as_seq
+        .answer_signature_challenge(signed.batch_id, 0, opening)
+        .await?;
+    rec.record(
+        "answerSignatureChallenge",
+        "depth 10",
+        &r,
+        answer.abi_encode().len(),
+        0,
+    );
+
     let r = as_game.dispute_opened(real.batch_id, executor).await?;
     rec.record("disputeOpened", "", &r, 68, 0);
     let r = as_game.invalidate_leaf(real.batch_id, 1).await?;
@@ -445,6 +509,18 @@ pub async fn gas_report() -> Result<GasReport, GasReportError> {
     chain.connect(owner).advance_time(7200).await?;
     let r = as_exec.withdraw(Role::Executor).await?;
     rec.record("withdraw", "executor", &r, 36, 0);
+
+    // Long past its deadline: the unanswered challenge slashes the sequencer.
+    let r = as_challenger
+        .resolve_signature_challenge(signed.batch_id, 1)
+        .await?;
+    rec.record(
+        "resolveSignatureChallenge",
+        "whole sequencer bond slashed",
+        &r,
+        68,
+        0,
+    );
 
     crate::one_step_gas::dispute_entries(&mut rec.report.entries).await?;
     Ok(rec.report)

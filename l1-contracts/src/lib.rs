@@ -44,5 +44,6 @@ pub use error::ContractError;
 pub use l1::{BlockInfo, L1, L1Error, L1Log, LogFilter, Receipt, TxInfo, TxRequest};
 pub use rollup::{
     BatchInfo, BondInfo, BondStatus, LeafStatus, PostedBatch, Role, Rollup, RollupConfig,
-    RollupError, RollupEvent, config_hash, model_leaf_count, signature_opening,
+    RollupError, RollupEvent, SignatureChallengeInfo, SignatureChallengeStatus, config_hash,
+    model_leaf_count, signature_opening,
 };

@@ -1,6 +1,6 @@
 //! [`Rollup`]: a typed client of the `InferenceRollup` contract over any [`L1`], with the operations of the
 //! sequencer (post, finalize), executors (bonds), challengers (batches, batch data, events, leaf status) and the
-//! owner (models, dispute game), plus the dispute-game hooks and the bad-signature fault.
+//! owner (models, dispute game), plus the dispute-game hooks, the bad-signature fault and the signature challenge.
 //!
 //! Batches are posted with their data as calldata ([`Rollup::post_batch_calldata`]) or in EIP-4844 blobs
 //! ([`Rollup::post_batch_blobs`], constant gas); [`Rollup::batch_data`] reads either back and checks it against the
@@ -142,6 +142,36 @@ pub struct BondInfo {
     pub unlock_at: u64,
     /// Lifecycle state.
     pub status: BondStatus,
+}
+
+/// State of a signature challenge (`InferenceRollup.SignatureChallengeStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureChallengeStatus {
+    /// No challenge on this leaf.
+    None,
+    /// Waiting for the sequencer's answer until `deadline`.
+    Pending,
+    /// Answered with a signature recovering the executor; the challenger's bond went to the sequencer.
+    Answered,
+    /// Unanswered past the deadline: the leaf is invalid and the sequencer slashed.
+    Resolved,
+}
+
+/// A signature challenge as stored by the contract ([`Rollup::signature_challenge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureChallengeInfo {
+    /// Who challenged (and gets bond and reward back if unanswered).
+    pub challenger: Address,
+    /// Block timestamp from which the challenge can be resolved and no longer answered.
+    pub deadline: u64,
+    /// Lifecycle state.
+    pub status: SignatureChallengeStatus,
+    /// The leaf's executor: an answer must recover to it.
+    pub executor: Address,
+    /// The challenger's bond, wei.
+    pub bond: U256,
+    /// The EIP-712 digest of the leaf (what the executor signed).
+    pub digest: B256,
 }
 
 /// One decoded contract event with its position on the chain.
@@ -600,6 +630,147 @@ impl<L: L1> Rollup<L> {
                 index: U256::from(leaf_proof.index),
                 leafProof: leaf_proof.siblings.clone(),
                 sig,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    // ---- signature challenge ---------------------------------------------------------------------------------
+
+    /// Challenges the sequencer of batch `batch_id` to open the signature posted for leaf `leaf_proof.index`
+    /// (`challengeSignature`, anyone), paying the current [`Self::signature_challenge_bond`]. Until answered or
+    /// resolved the batch cannot be finalized.
+    pub async fn challenge_signature(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        leaf_proof: &MerkleProof,
+    ) -> Result<Receipt, RollupError> {
+        let bond = self.signature_challenge_bond().await?;
+        self.challenge_signature_with_bond(batch_id, leaf, leaf_proof, bond)
+            .await
+    }
+
+    /// [`Self::challenge_signature`] with an explicit `bond` as value (the contract wants exactly
+    /// `signatureChallengeBond`).
+    pub async fn challenge_signature_with_bond(
+        &self,
+        batch_id: u64,
+        leaf: &InferenceLeaf,
+        leaf_proof: &MerkleProof,
+        bond: U256,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::challengeSignatureCall {
+                batchId: U256::from(batch_id),
+                leaf: (*leaf).into(),
+                index: U256::from(leaf_proof.index),
+                leafProof: leaf_proof.siblings.clone(),
+            },
+            bond,
+        )
+        .await
+    }
+
+    /// Answers the pending signature challenge on leaf `index` of batch `batch_id` (`answerSignatureChallenge`,
+    /// anyone, before the deadline): `sig` opens the posted signature ([`signature_opening`]), which must recover
+    /// the leaf's executor. The challenger's bond is credited to the sequencer.
+    pub async fn answer_signature_challenge(
+        &self,
+        batch_id: u64,
+        index: u64,
+        sig: InferenceRollup::SignatureOpening,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::answerSignatureChallengeCall {
+                batchId: U256::from(batch_id),
+                index: U256::from(index),
+                sig,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// Resolves an unanswered signature challenge after its deadline (`resolveSignatureChallenge`, anyone): the
+    /// leaf becomes invalid, the sequencer loses its bond (half credited to the challenger, half burned) and the
+    /// challenger's bond is credited back.
+    pub async fn resolve_signature_challenge(
+        &self,
+        batch_id: u64,
+        index: u64,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::resolveSignatureChallengeCall {
+                batchId: U256::from(batch_id),
+                index: U256::from(index),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The signature challenge on leaf `index` of batch `batch_id`, if any.
+    pub async fn signature_challenge(
+        &self,
+        batch_id: u64,
+        index: u64,
+    ) -> Result<Option<SignatureChallengeInfo>, RollupError> {
+        let c = self
+            .view(InferenceRollup::signatureChallengeCall {
+                batchId: U256::from(batch_id),
+                index: U256::from(index),
+            })
+            .await?;
+        let status = match c.status {
+            1 => SignatureChallengeStatus::Pending,
+            2 => SignatureChallengeStatus::Answered,
+            3 => SignatureChallengeStatus::Resolved,
+            _ => return Ok(None),
+        };
+        Ok(Some(SignatureChallengeInfo {
+            challenger: c.challenger,
+            deadline: c.deadline,
+            status,
+            executor: c.executor,
+            bond: U256::from(c.bond),
+            digest: c.digest,
+        }))
+    }
+
+    /// Unresolved signature challenges on batch `batch_id`.
+    pub async fn pending_signature_challenges(&self, batch_id: u64) -> Result<u64, RollupError> {
+        let n = self
+            .view(InferenceRollup::pendingSignatureChallengesCall {
+                batchId: U256::from(batch_id),
+            })
+            .await?;
+        u64_of(n, "pendingSignatureChallenges")
+    }
+
+    /// The value `challengeSignature` requires, wei.
+    pub async fn signature_challenge_bond(&self) -> Result<U256, RollupError> {
+        self.view(InferenceRollup::signatureChallengeBondCall {})
+            .await
+    }
+
+    /// Seconds the sequencer has to answer a signature challenge.
+    pub async fn signature_response_window(&self) -> Result<u64, RollupError> {
+        self.view(InferenceRollup::signatureResponseWindowCall {})
+            .await
+    }
+
+    /// Sets the signature challenge's answer window (seconds, non-zero) and bond (owner only).
+    pub async fn set_signature_challenge_params(
+        &self,
+        response_window: u64,
+        bond: U256,
+    ) -> Result<Receipt, RollupError> {
+        self.send(
+            InferenceRollup::setSignatureChallengeParamsCall {
+                responseWindow: response_window,
+                bond,
             },
             U256::ZERO,
         )

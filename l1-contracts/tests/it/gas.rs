@@ -97,3 +97,19 @@ async fn dispute_game_gas_targets() {
         );
     }
 }
+
+#[tokio::test]
+async fn signature_challenge_gas() {
+    let report = gas_report().await.unwrap();
+    // The three calls of the signature challenge are in the report, each well under a block's worth and without
+    // growing the posting path (`postBatchBlobs` is asserted ≤ 120k above).
+    for f in [
+        "challengeSignature",
+        "answerSignatureChallenge",
+        "resolveSignatureChallenge",
+    ] {
+        let e: Vec<&GasEntry> = report.entries.iter().filter(|e| e.function == f).collect();
+        assert_eq!(e.len(), 1, "{f}");
+        assert!(e[0].gas_used <= 200_000, "{f}: {} gas", e[0].gas_used);
+    }
+}

@@ -1,12 +1,15 @@
 //! Random call sequences against a shadow model: every call succeeds exactly when the model says it should, the
 //! contract's balance always equals the bonds plus unclaimed credits, no inactive address ever posts, and nobody
-//! withdraws before the delay or while under dispute.
+//! withdraws before the delay or while under dispute. Signature challenges (challenge, answer, resolve) move the
+//! challenge bonds in and out of escrow and slash sequencers, and the books still add up.
 
 use crate::common::*;
 use alloy::primitives::{Address, Bytes, U256, keccak256};
 use proptest::prelude::*;
+use protocol::batch::{signature_proof, signature_root};
+use protocol::{InferenceLeaf, LeafSignature, leaf_domain, leaf_proof, sign_leaf};
 use std::collections::HashMap;
-use verinfer_l1_contracts::{BondStatus, Role, dev};
+use verinfer_l1_contracts::{BondStatus, Role, dev, signature_opening};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -21,7 +24,13 @@ enum Op {
     Finalize(u64),
     OpenDispute(u64, usize),
     CloseDispute(u64, usize),
+    ChallengeSig(u64, u64),
+    AnswerSig(u64, u64),
+    ResolveSig(u64, u64),
 }
+
+/// Leaves per posted batch.
+const LEAVES: u64 = 3;
 
 const ACTORS: usize = 3;
 /// Bond amounts in units of 0.5 ETH (so 1 is below both minimums and 2 is below the executor minimum).
@@ -47,6 +56,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..4).prop_map(Op::Finalize),
         3 => (1u64..3, a.clone()).prop_map(|(b, a)| Op::OpenDispute(b, a)),
         3 => (1u64..3, a).prop_map(|(b, a)| Op::CloseDispute(b, a)),
+        2 => (1u64..3, 0..LEAVES).prop_map(|(b, i)| Op::ChallengeSig(b, i)),
+        4 => (1u64..3, 0..LEAVES).prop_map(|(b, i)| Op::AnswerSig(b, i)),
+        3 => (1u64..3, 0..LEAVES).prop_map(|(b, i)| Op::ResolveSig(b, i)),
     ]
 }
 
@@ -62,6 +74,13 @@ struct Shadow {
     bonds: HashMap<(usize, u8), ShadowBond>,
     credits: HashMap<usize, U256>,
     batches: Vec<(u64, bool)>, // (posted_at, finalized)
+    /// Per batch: the posting actor and the DA commitment.
+    posters: Vec<(usize, alloy::primitives::B256)>,
+    /// Signature challenges by (batch, index): (deadline, status 1 pending, 2 answered, 3 resolved).
+    challenges: HashMap<(u64, u64), (u64, u8)>,
+    invalid: std::collections::HashSet<(u64, u64)>,
+    /// Challenge bonds held for pending challenges.
+    escrow: U256,
     open_batch: HashMap<u64, u64>,
     open_exec: HashMap<usize, u64>,
 }
@@ -96,6 +115,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .collect();
         let mut shadow = Shadow::default();
         let contract = fx.rollup.address();
+        // Every batch carries the same leaves (nominally by `fx.exec`), each signed by the executor's key except
+        // the last, whose signature is garbage: its challenges can only be resolved.
+        let leaves = sample_leaves(LEAVES, fx.exec);
+        let hashes: Vec<alloy::primitives::B256> = leaves.iter().map(InferenceLeaf::hash).collect();
+        let domain = leaf_domain(31337, contract);
+        let exec_key = k256::ecdsa::SigningKey::from_slice(dev::DEV_KEYS[2].as_slice()).unwrap();
+        let mut sigs: Vec<LeafSignature> = leaves
+            .iter()
+            .map(|l| sign_leaf(l, &domain, &exec_key).unwrap())
+            .collect();
+        sigs[LEAVES as usize - 1] = LeafSignature::default();
+        let sig_root = signature_root(&sigs);
+        let challenge_bond = fx.rollup.signature_challenge_bond().await.unwrap();
+        let window = fx.rollup.signature_response_window().await.unwrap();
         for op in ops {
             let now = fx.chain.latest_block().timestamp + 1;
             match op {
@@ -158,7 +191,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let seq = fx.by(actors[a]);
                     let prev = seq.state_root().await.unwrap();
                     let data = Bytes::from(keccak256(now.to_be_bytes()).to_vec());
-                    let res = seq.post_batch(data, keccak256(prev), 3, prev).await;
+                    let da = keccak256(&data);
+                    let res = seq
+                        .post_batch_calldata(data, protocol::batch_root(&hashes), LEAVES, sig_root, prev)
+                        .await;
                     let ok = shadow.active(a, Role::Sequencer);
                     prop_assert_eq!(res.is_ok(), ok, "{:?}: {:?}", op, res);
                     if let Ok(posted) = res {
@@ -168,6 +204,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             b.status == BondStatus::Active && b.amount >= min_sequencer_bond()
                         );
                         shadow.batches.push((posted.receipt.block_timestamp, false));
+                        shadow.posters.push((a, da));
                     }
                 }
                 Op::Advance(secs) => {
@@ -202,8 +239,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Finalize(id) => {
                     let res = fx.rollup.finalize(id).await;
                     let open = *shadow.open_batch.get(&id).unwrap_or(&0);
+                    let pending = shadow
+                        .challenges
+                        .iter()
+                        .any(|((b, _), (_, st))| *b == id && *st == 1);
                     let ok = match shadow.batches.get((id as usize).wrapping_sub(1)) {
-                        Some((posted, false)) => now >= posted + WINDOW && open == 0,
+                        Some((posted, false)) => now >= posted + WINDOW && open == 0 && !pending,
                         _ => false,
                     };
                     prop_assert_eq!(res.is_ok(), ok, "{:?}: {:?}", op, res);
@@ -233,9 +274,66 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         *shadow.open_exec.entry(a).or_default() -= 1;
                     }
                 }
+                Op::ChallengeSig(id, i) => {
+                    let res = fx
+                        .by(fx.challenger)
+                        .challenge_signature(id, &leaves[i as usize], &leaf_proof(&hashes, i).unwrap())
+                        .await;
+                    let ok = matches!(shadow.batches.get((id as usize).wrapping_sub(1)), Some((_, false)))
+                        && !shadow.invalid.contains(&(id, i))
+                        && !shadow.challenges.contains_key(&(id, i));
+                    prop_assert_eq!(res.is_ok(), ok, "{:?}: {:?}", op, res);
+                    if ok {
+                        shadow.challenges.insert((id, i), (now + window, 1));
+                        shadow.escrow += challenge_bond;
+                    }
+                }
+                Op::AnswerSig(id, i) => {
+                    let da = shadow
+                        .posters
+                        .get((id as usize).wrapping_sub(1))
+                        .map_or(alloy::primitives::B256::ZERO, |p| p.1);
+                    let opening = signature_opening(
+                        da,
+                        sig_root,
+                        sigs[i as usize].as_bytes(),
+                        &signature_proof(&sigs, i).unwrap(),
+                    );
+                    let res = fx.by(fx.stranger).answer_signature_challenge(id, i, opening).await;
+                    let ok = i != LEAVES - 1
+                        && matches!(shadow.challenges.get(&(id, i)), Some((deadline, 1)) if now < *deadline);
+                    prop_assert_eq!(res.is_ok(), ok, "{:?}: {:?}", op, res);
+                    if ok {
+                        shadow.challenges.insert((id, i), (0, 2));
+                        shadow.escrow -= challenge_bond;
+                        // Actor 0 is the challenger's account, whose credits are kept under `usize::MAX`.
+                        let poster = match shadow.posters[id as usize - 1].0 {
+                            0 => usize::MAX,
+                            p => p,
+                        };
+                        *shadow.credits.entry(poster).or_default() += challenge_bond;
+                    }
+                }
+                Op::ResolveSig(id, i) => {
+                    let res = fx.by(fx.stranger).resolve_signature_challenge(id, i).await;
+                    let ok = matches!(shadow.challenges.get(&(id, i)), Some((deadline, 1)) if now >= *deadline);
+                    prop_assert_eq!(res.is_ok(), ok, "{:?}: {:?}", op, res);
+                    if ok {
+                        shadow.challenges.insert((id, i), (0, 3));
+                        shadow.invalid.insert((id, i));
+                        shadow.escrow -= challenge_bond;
+                        // The poster's whole bond: half to the challenger, half burned.
+                        let poster = shadow.posters[id as usize - 1].0;
+                        let b = shadow.bond(poster, Role::Sequencer);
+                        let half = b.amount / U256::from(2);
+                        b.amount = U256::ZERO;
+                        *shadow.credits.entry(usize::MAX).or_default() += half + challenge_bond;
+                    }
+                }
             }
 
-            // Invariant: the contract holds exactly the bonds plus the unclaimed credits.
+            // Invariant: the contract holds exactly the bonds, the unclaimed credits and the challenge bonds in
+            // escrow.
             let mut bonds = U256::ZERO;
             for (i, who) in actors.iter().enumerate() {
                 for role in [Role::Sequencer, Role::Executor] {
@@ -246,12 +344,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     bonds += b.amount;
                 }
             }
-            let credits = fx.rollup.credits(fx.challenger).await.unwrap();
+            let mut credits = fx.rollup.credits(fx.challenger).await.unwrap();
             prop_assert_eq!(
                 credits,
                 shadow.credits.get(&usize::MAX).copied().unwrap_or_default()
             );
-            prop_assert_eq!(fx.balance(contract).await, bonds + credits);
+            for (i, who) in actors.iter().enumerate().skip(1) {
+                let c = fx.rollup.credits(*who).await.unwrap();
+                prop_assert_eq!(c, shadow.credits.get(&i).copied().unwrap_or_default());
+                credits += c;
+            }
+            prop_assert_eq!(fx.balance(contract).await, bonds + credits + shadow.escrow);
         }
         Ok(())
     })

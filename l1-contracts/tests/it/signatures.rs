@@ -10,7 +10,7 @@ use protocol::{
     leaf_proof, merkle_root, sign_leaf, token_ids_root,
 };
 use verinfer_l1_contracts::bindings::InferenceRollup::InferenceRollupErrors as E;
-use verinfer_l1_contracts::{LeafStatus, Role, dev, signature_opening};
+use verinfer_l1_contracts::{LeafStatus, Role, SignatureChallengeStatus, dev, signature_opening};
 
 /// secp256k1 group order.
 const N: U256 = alloy::primitives::uint!(
@@ -371,4 +371,433 @@ async fn forged_signature_in_real_batch_data() {
             .await,
     );
     assert!(matches!(e, E::SignatureValid(_)), "{e:?}");
+}
+
+// ---- the signature challenge (a garbage `sigRoot`) ----------------------------------------------------------------
+
+/// The event of `receipt` decoded as `E`, if it emitted one.
+fn event_of<Ev: alloy::sol_types::SolEvent>(
+    receipt: &verinfer_l1_contracts::Receipt,
+) -> Option<Ev> {
+    receipt
+        .logs
+        .iter()
+        .find_map(|l| Ev::decode_log(&l.inner).ok().map(|d| d.data))
+}
+
+/// A sequencer posts the test leaves with a garbage signature root: no signature can be opened, so
+/// `proveBadSignature` is impossible, but an unanswered challenge slashes the sequencer after the deadline.
+#[tokio::test]
+async fn garbage_sig_root_unanswered_challenge_slashes_the_sequencer() {
+    let fx = Fx::ready().await;
+    let leaves = sample_leaves(4, fx.exec);
+    let hashes: Vec<B256> = leaves.iter().map(InferenceLeaf::hash).collect();
+    let domain = leaf_domain(31337, fx.rollup.address());
+    // The real signatures (leaf 2 signed by the sequencer's key: a leaf the executor never signed).
+    let sigs: Vec<LeafSignature> = leaves
+        .iter()
+        .enumerate()
+        .map(|(i, l)| sign_leaf(l, &domain, &key(if i == 2 { 1 } else { 2 })).unwrap())
+        .collect();
+    let garbage = keccak256("not a signature root");
+    let seq = fx.by(fx.seq);
+    let prev = seq.state_root().await.unwrap();
+    let p = seq
+        .post_batch_calldata(
+            batch_bytes(&leaves),
+            protocol::batch_root(&hashes),
+            4,
+            garbage,
+            prev,
+        )
+        .await
+        .unwrap();
+    let proof = |i: u64| leaf_proof(&hashes, i).unwrap();
+    // No opening of the forged signature exists: under the real root the commitment does not match, under the
+    // garbage root the signature is not a leaf.
+    let real_root = signature_root(&sigs);
+    let e = revert(
+        fx.by(fx.challenger)
+            .prove_bad_signature(
+                p.batch_id,
+                &leaves[2],
+                &proof(2),
+                signature_opening(
+                    p.da_commitment,
+                    real_root,
+                    sigs[2].as_bytes(),
+                    &signature_proof(&sigs, 2).unwrap(),
+                ),
+            )
+            .await,
+    );
+    assert!(matches!(e, E::CommitmentMismatch(_)), "{e:?}");
+
+    let bond = fx.rollup.signature_challenge_bond().await.unwrap();
+    assert_eq!(bond, U256::from(10u64).pow(U256::from(16u64)));
+    let window = fx.rollup.signature_response_window().await.unwrap();
+    assert_eq!(window, 3600);
+    // The wrong bond is refused.
+    let e = revert(
+        fx.by(fx.challenger)
+            .challenge_signature_with_bond(p.batch_id, &leaves[2], &proof(2), bond - U256::from(1))
+            .await,
+    );
+    assert!(matches!(e, E::WrongChallengeBond(_)), "{e:?}");
+    // A leaf not in the batch is refused.
+    let mut other = leaves[2];
+    other.opCount += 1;
+    let e = revert(
+        fx.by(fx.challenger)
+            .challenge_signature(p.batch_id, &other, &proof(2))
+            .await,
+    );
+    assert!(matches!(e, E::LeafNotInBatch(_)), "{e:?}");
+
+    let held_before = fx.balance(fx.rollup.address()).await;
+    let burned_before = fx.balance(Address::ZERO).await;
+    let r = fx
+        .by(fx.challenger)
+        .challenge_signature(p.batch_id, &leaves[2], &proof(2))
+        .await
+        .unwrap();
+    println!("challengeSignature {} gas", r.gas_used);
+    let ev = event_of::<verinfer_l1_contracts::bindings::InferenceRollup::SignatureChallenged>(&r)
+        .expect("SignatureChallenged");
+    assert_eq!(ev.batchId, U256::from(p.batch_id));
+    assert_eq!(ev.index, U256::from(2));
+    assert_eq!(ev.executor, fx.exec);
+    assert_eq!(ev.challenger, fx.challenger);
+    assert_eq!(ev.deadline, r.block_timestamp + window);
+    assert_eq!(ev.bond, bond);
+    assert_eq!(fx.balance(fx.rollup.address()).await - held_before, bond);
+    let c = fx
+        .rollup
+        .signature_challenge(p.batch_id, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, SignatureChallengeStatus::Pending);
+    assert_eq!(
+        c.digest,
+        fx.rollup.leaf_signing_hash(&leaves[2]).await.unwrap()
+    );
+    assert_eq!(
+        fx.rollup
+            .pending_signature_challenges(p.batch_id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        fx.rollup.signature_challenge(p.batch_id, 1).await.unwrap(),
+        None
+    );
+
+    // One challenge per leaf.
+    let e = revert(
+        fx.by(fx.stranger)
+            .challenge_signature(p.batch_id, &leaves[2], &proof(2))
+            .await,
+    );
+    assert!(matches!(e, E::SignatureChallengeExists(_)), "{e:?}");
+    // The sequencer cannot answer: neither the real root nor the garbage one opens a signature.
+    let e = revert(
+        seq.answer_signature_challenge(
+            p.batch_id,
+            2,
+            signature_opening(
+                p.da_commitment,
+                real_root,
+                sigs[2].as_bytes(),
+                &signature_proof(&sigs, 2).unwrap(),
+            ),
+        )
+        .await,
+    );
+    assert!(matches!(e, E::CommitmentMismatch(_)), "{e:?}");
+    let e = revert(
+        seq.answer_signature_challenge(
+            p.batch_id,
+            2,
+            signature_opening(
+                p.da_commitment,
+                garbage,
+                sigs[2].as_bytes(),
+                &signature_proof(&sigs, 2).unwrap(),
+            ),
+        )
+        .await,
+    );
+    assert!(matches!(e, E::SignatureNotInBatch(_)), "{e:?}");
+    // Not resolvable before the deadline; the batch cannot be finalized while the challenge is pending.
+    let e = revert(fx.rollup.resolve_signature_challenge(p.batch_id, 2).await);
+    assert!(matches!(e, E::SignatureResponseWindowOpen(_)), "{e:?}");
+    fx.advance(WINDOW).await;
+    let e = revert(fx.rollup.finalize(p.batch_id).await);
+    assert!(
+        matches!(&e, E::SignatureChallengePending(v) if v.pending == U256::from(1)),
+        "{e:?}"
+    );
+    // Nothing to resolve on an unchallenged leaf.
+    let e = revert(fx.rollup.resolve_signature_challenge(p.batch_id, 1).await);
+    assert!(matches!(e, E::NoPendingSignatureChallenge(_)), "{e:?}");
+
+    // Past the deadline (the challenge was mined after the batch, so wait the rest of the window).
+    let now = fx.chain.latest_block().timestamp;
+    if now < c.deadline {
+        fx.advance(c.deadline - now).await;
+    }
+    let seq_bond = fx
+        .rollup
+        .bond(Role::Sequencer, fx.seq)
+        .await
+        .unwrap()
+        .amount;
+    let held_mid = fx.balance(fx.rollup.address()).await;
+    let r = fx
+        .by(fx.stranger)
+        .resolve_signature_challenge(p.batch_id, 2)
+        .await
+        .unwrap();
+    println!("resolveSignatureChallenge {} gas", r.gas_used);
+    let ev =
+        event_of::<verinfer_l1_contracts::bindings::InferenceRollup::SignatureChallengeResolved>(
+            &r,
+        )
+        .expect("SignatureChallengeResolved");
+    assert_eq!((ev.challenger, ev.sequencer), (fx.challenger, fx.seq));
+    assert_eq!((ev.slashed, ev.bond), (seq_bond, bond));
+    // The leaf is invalid, the sequencer lost its whole bond: half burned, half (plus the challenge bond) to the
+    // challenger, the executor untouched.
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 2).await.unwrap(),
+        LeafStatus::Invalid
+    );
+    assert_eq!(
+        fx.rollup
+            .bond(Role::Sequencer, fx.seq)
+            .await
+            .unwrap()
+            .amount,
+        U256::ZERO
+    );
+    let half = seq_bond / U256::from(2);
+    assert_eq!(
+        fx.balance(Address::ZERO).await - burned_before,
+        seq_bond - half
+    );
+    assert_eq!(
+        held_mid - fx.balance(fx.rollup.address()).await,
+        seq_bond - half
+    );
+    assert_eq!(fx.rollup.credits(fx.challenger).await.unwrap(), half + bond);
+    assert_eq!(fx.rollup.credits(fx.stranger).await.unwrap(), U256::ZERO);
+    assert_eq!(
+        fx.rollup
+            .bond(Role::Executor, fx.exec)
+            .await
+            .unwrap()
+            .amount,
+        eth(2)
+    );
+    assert_eq!(
+        fx.rollup
+            .signature_challenge(p.batch_id, 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SignatureChallengeStatus::Resolved
+    );
+    // Resolved once; the leaf can no longer be challenged.
+    let e = revert(fx.rollup.resolve_signature_challenge(p.batch_id, 2).await);
+    assert!(matches!(e, E::NoPendingSignatureChallenge(_)), "{e:?}");
+    let e = revert(
+        fx.by(fx.stranger)
+            .challenge_signature(p.batch_id, &leaves[2], &proof(2))
+            .await,
+    );
+    assert!(matches!(e, E::LeafAlreadyInvalid(_)), "{e:?}");
+    // The challenger is paid out; the batch finalizes without the invalid leaf.
+    let before = fx.balance(fx.challenger).await;
+    fx.by(fx.challenger).claim().await.unwrap();
+    assert_eq!(fx.balance(fx.challenger).await - before, half + bond);
+    // The contract paid out exactly the sequencer's bond (the challenge bond came in and went back out).
+    assert_eq!(
+        fx.balance(fx.rollup.address()).await,
+        held_before - seq_bond
+    );
+    fx.rollup.finalize(p.batch_id).await.unwrap();
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 2).await.unwrap(),
+        LeafStatus::Invalid
+    );
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 1).await.unwrap(),
+        LeafStatus::Final
+    );
+}
+
+/// On an honest leaf the sequencer answers with the posted signature: the challenger's bond goes to the sequencer,
+/// the leaf stays valid and the batch finalizes; wrong answers, late answers and late challenges are refused.
+#[tokio::test]
+async fn honest_leaf_challenge_is_answered() {
+    let p = posted().await;
+    let fx = &p.fx;
+    let bond = fx.rollup.signature_challenge_bond().await.unwrap();
+    let challenge = |by: Address, i: u64| {
+        let r = fx.by(by);
+        let leaf = p.leaves[i as usize];
+        let proof = p.leaf_proof(i);
+        async move { r.challenge_signature(p.batch_id, &leaf, &proof).await }
+    };
+    let opening = |i: u64, proof_of: u64| {
+        signature_opening(
+            p.da_commitment,
+            p.sig_root,
+            p.sigs[i as usize].as_bytes(),
+            &p.sig_proof(proof_of),
+        )
+    };
+    // Leaf 0 is validly signed, leaf 1 forged; both challenged.
+    challenge(fx.challenger, 0).await.unwrap();
+    challenge(fx.stranger, 1).await.unwrap();
+    assert_eq!(
+        fx.rollup
+            .pending_signature_challenges(p.batch_id)
+            .await
+            .unwrap(),
+        2
+    );
+    let seq = fx.by(fx.seq);
+    // No challenge on leaf 2.
+    let e = revert(
+        seq.answer_signature_challenge(p.batch_id, 2, opening(2, 2))
+            .await,
+    );
+    assert!(matches!(e, E::NoPendingSignatureChallenge(_)), "{e:?}");
+    // Another index's signature and proof for leaf 0.
+    let e = revert(
+        seq.answer_signature_challenge(p.batch_id, 0, opening(1, 1))
+            .await,
+    );
+    assert!(matches!(e, E::SignatureNotInBatch(_)), "{e:?}");
+    // The forged signature of leaf 1 opens but does not recover its executor.
+    let e = revert(
+        seq.answer_signature_challenge(p.batch_id, 1, opening(1, 1))
+            .await,
+    );
+    assert!(
+        matches!(&e, E::SignatureDoesNotRecover(v) if v.executor == fx.exec && v.signer == fx.stranger),
+        "{e:?}"
+    );
+    // The honest answer, by anyone.
+    let r = fx
+        .by(fx.owner)
+        .answer_signature_challenge(p.batch_id, 0, opening(0, 0))
+        .await
+        .unwrap();
+    println!("answerSignatureChallenge {} gas", r.gas_used);
+    let ev =
+        event_of::<verinfer_l1_contracts::bindings::InferenceRollup::SignatureChallengeAnswered>(
+            &r,
+        )
+        .expect("SignatureChallengeAnswered");
+    assert_eq!(
+        (ev.executor, ev.sequencer, ev.bond),
+        (fx.exec, fx.seq, bond)
+    );
+    assert_eq!(fx.rollup.credits(fx.seq).await.unwrap(), bond);
+    assert_eq!(fx.rollup.credits(fx.challenger).await.unwrap(), U256::ZERO);
+    assert_eq!(
+        fx.rollup
+            .signature_challenge(p.batch_id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SignatureChallengeStatus::Answered
+    );
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 0).await.unwrap(),
+        LeafStatus::Pending
+    );
+    // Answered once; no second challenge on the same leaf.
+    let e = revert(
+        seq.answer_signature_challenge(p.batch_id, 0, opening(0, 0))
+            .await,
+    );
+    assert!(matches!(e, E::NoPendingSignatureChallenge(_)), "{e:?}");
+    let e = revert(challenge(fx.stranger, 0).await);
+    assert!(matches!(e, E::SignatureChallengeExists(_)), "{e:?}");
+    // The sequencer is not slashed; leaf 1's challenge still blocks finalization.
+    assert_eq!(
+        fx.rollup
+            .bond(Role::Sequencer, fx.seq)
+            .await
+            .unwrap()
+            .amount,
+        eth(1)
+    );
+    fx.advance(WINDOW).await;
+    let e = revert(fx.rollup.finalize(p.batch_id).await);
+    assert!(matches!(e, E::SignatureChallengePending(_)), "{e:?}");
+    // Too late to answer leaf 1 (even with a valid signature it could not); resolve it.
+    let e = revert(
+        seq.answer_signature_challenge(p.batch_id, 1, opening(1, 1))
+            .await,
+    );
+    assert!(matches!(e, E::SignatureChallengeExpired(_)), "{e:?}");
+    fx.rollup
+        .resolve_signature_challenge(p.batch_id, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.rollup.credits(fx.stranger).await.unwrap(),
+        eth(1) / U256::from(2) + bond
+    );
+    fx.rollup.finalize(p.batch_id).await.unwrap();
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 0).await.unwrap(),
+        LeafStatus::Final
+    );
+    assert_eq!(
+        fx.rollup.leaf_status(p.batch_id, 1).await.unwrap(),
+        LeafStatus::Invalid
+    );
+    // After finalization no challenge.
+    let e = revert(challenge(fx.challenger, 3).await);
+    assert!(matches!(e, E::BatchAlreadyFinalized(_)), "{e:?}");
+    // The sequencer claims the challenger's bond.
+    let before = fx.balance(fx.seq).await;
+    seq.claim().await.unwrap();
+    assert!(fx.balance(fx.seq).await > before);
+}
+
+/// The owner sets the answer window and bond; zero windows and others' calls are refused.
+#[tokio::test]
+async fn signature_challenge_params_are_owner_set() {
+    let fx = Fx::ready().await;
+    let e = revert(
+        fx.by(fx.stranger)
+            .set_signature_challenge_params(10, U256::from(5))
+            .await,
+    );
+    assert!(matches!(e, E::NotOwner(_)), "{e:?}");
+    let e = revert(
+        fx.rollup
+            .set_signature_challenge_params(0, U256::from(5))
+            .await,
+    );
+    assert!(matches!(e, E::ZeroResponseWindow(_)), "{e:?}");
+    fx.rollup
+        .set_signature_challenge_params(10, U256::from(5))
+        .await
+        .unwrap();
+    assert_eq!(fx.rollup.signature_response_window().await.unwrap(), 10);
+    assert_eq!(
+        fx.rollup.signature_challenge_bond().await.unwrap(),
+        U256::from(5)
+    );
 }

@@ -5,7 +5,8 @@
 //!   exact bytes to post before anything is sent;
 //! - [`poster`]: planned batches → L1 (blobs or calldata, [`DaMode`]), in order, exactly once across crashes (the
 //!   contract's `prevStateRoot` check plus a search of the chain's `BatchPosted` events);
-//! - [`finalizer`]: `finalize` after the window, `LeafInvalidated` / `BatchFinalized` events → job states;
+//! - [`finalizer`]: `finalize` after the window, `LeafInvalidated` / `BatchFinalized` events → job states, and
+//!   `SignatureChallenged` on an own batch → `answerSignatureChallenge` from the stored batch data;
 //! - [`pipeline`]: the leader's loop over the three (one leader per database: `crate::storage::leader`);
 //! - [`cursor`]: the event follower's position in the database.
 //!
