@@ -305,14 +305,19 @@ impl InferenceEngine for Engine {
     }
 }
 
-/// The run function of a burn engine (any backend); logprobs come from its trace ([`committed_run`]).
+/// The run function of a burn engine (any backend): its trace committed by the parallel committer (same
+/// commitment as the reference's), logprobs from that trace ([`committed_run`]).
 macro_rules! burn_run {
     ($engine:expr) => {{
         let engine = $engine;
         let run: Box<RunFn> = Box::new(move |prompt, params, logprobs, on_token| {
-            committed_run(logprobs, on_token, |sink, on_token| {
-                engine.generate(prompt, params, sink, on_token)
-            })
+            committed_run(
+                executor::ParallelCommitter::default(),
+                executor::ParallelCommitter::finish,
+                logprobs,
+                on_token,
+                |sink, on_token| engine.generate(prompt, params, sink, on_token),
+            )
         });
         run
     }};

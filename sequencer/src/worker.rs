@@ -27,7 +27,9 @@ use crate::wire::{
 use alloy::signers::local::PrivateKeySigner;
 use alloy_sol_types::Eip712Domain;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use protocol::{Address, B256, FinishReason, SamplingParams, leaf_domain, token_ids_root};
+use protocol::{
+    Address, B256, FinishReason, SamplingParams, TraceCommitment, leaf_domain, token_ids_root,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -76,10 +78,13 @@ pub trait InferenceEngine: Send + Sync + 'static {
     ) -> Result<Execution, EngineFailure>;
 }
 
-/// Runs one request through `run` (an engine's generate: a trace sink and a per-token callback) with a committing
-/// trace sink, wrapped in a [`LogprobSink`] when logprobs are asked for; the shared body of every engine's
-/// [`InferenceEngine::run`].
-pub fn committed_run<E: std::fmt::Display>(
+/// Runs one request through `run` (an engine's generate: a trace sink and a per-token callback) with `committer` as
+/// its trace sink (`finish` turns it into the commitment), wrapped in a [`LogprobSink`] when logprobs are asked for;
+/// the shared body of every engine's [`InferenceEngine::run`]. Engines pass their fastest committer with the same
+/// commitment (the reference: [`TraceCommitter`]; the burn engine: its parallel committer).
+pub fn committed_run<C: TraceSink + Send, E: std::fmt::Display>(
+    committer: C,
+    finish: impl FnOnce(C) -> TraceCommitment,
     logprobs: Option<u8>,
     on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
     run: impl FnOnce(&mut (dyn TraceSink + Send), &mut dyn FnMut(u32)) -> Result<Generation, E>,
@@ -87,14 +92,14 @@ pub fn committed_run<E: std::fmt::Display>(
     let failure = |e: E| EngineFailure(e.to_string());
     let (generation, trace) = match logprobs {
         None => {
-            let mut sink = TraceCommitter::default();
+            let mut sink = committer;
             let g = run(&mut sink, &mut |t| on_token(t, None)).map_err(failure)?;
-            (g, sink.finish())
+            (g, finish(sink))
         }
         Some(k) => {
-            let (mut sink, rx) = LogprobSink::new(TraceCommitter::default(), usize::from(k));
+            let (mut sink, rx) = LogprobSink::new(committer, usize::from(k));
             let g = run(&mut sink, &mut |t| on_token(t, rx.next())).map_err(failure)?;
-            (g, sink.into_inner().finish())
+            (g, finish(sink.into_inner()))
         }
     };
     Ok(Execution {
@@ -130,9 +135,13 @@ impl InferenceEngine for ReferenceEngine {
         logprobs: Option<u8>,
         on_token: &mut dyn FnMut(u32, Option<TokenLogprobs>),
     ) -> Result<Execution, EngineFailure> {
-        committed_run(logprobs, on_token, |sink, on_token| {
-            generate(&self.bundle.model, prompt, params, sink, on_token)
-        })
+        committed_run(
+            TraceCommitter::default(),
+            TraceCommitter::finish,
+            logprobs,
+            on_token,
+            |sink, on_token| generate(&self.bundle.model, prompt, params, sink, on_token),
+        )
     }
 }
 

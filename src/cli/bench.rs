@@ -1,8 +1,8 @@
 //! `verinfer bench`: measures the reference interpreter, the executor's burn engine (single stream) and the
 //! continuous-batching scheduler (several streams) on one model, in one process (`executor::bench`).
 
-use super::generate::Device;
 use crate::model_ref::ModelRef;
+use crate::node::DeviceKind;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use executor::BurnEngine;
@@ -15,8 +15,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "smollm2")]
     pub model: ModelRef,
     /// Device of the burn engine.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
     /// Tokens generated per request.
     #[arg(long, default_value_t = 16)]
     pub tokens: u32,
@@ -60,11 +60,15 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         reference: !args.no_reference,
     };
     let report = match args.device {
-        Device::Cpu => measure::<executor::Cpu>(&bundle, Default::default(), &prompts, &config)?,
+        DeviceKind::Cpu => {
+            measure::<executor::Cpu>(&bundle, Default::default(), &prompts, &config)?
+        }
         #[cfg(feature = "cuda")]
-        Device::Cuda => measure::<executor::Cuda>(&bundle, Default::default(), &prompts, &config)?,
+        DeviceKind::Cuda => {
+            measure::<executor::Cuda>(&bundle, Default::default(), &prompts, &config)?
+        }
         #[cfg(not(feature = "cuda"))]
-        Device::Cuda => bail!(
+        DeviceKind::Cuda => bail!(
             "this binary was built without CUDA: rebuild with `cargo build --release --features cuda`"
         ),
     };

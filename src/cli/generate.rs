@@ -1,12 +1,14 @@
 //! `verinfer generate`: one request through the reference interpreter (or the f32 model, for comparison).
 
 use crate::model_ref::ModelRef;
+use crate::node::{self, DeviceKind, EngineKind};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use protocol::SamplingParams;
 use serde::Serialize;
 use std::io::Write;
-use vir::interp::{TraceCommitter, generate};
+use std::sync::Arc;
+use verinfer_sequencer::worker::InferenceEngine;
 use vir::tokenizer::ChatMessage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,13 +19,6 @@ pub enum Engine {
     Burn,
     /// The f32 model the integer program was converted from (greedy only; no trace).
     Float,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    Cpu,
-    /// Needs a binary built with `--features cuda` and a CUDA driver at run time.
-    Cuda,
 }
 
 #[derive(Debug, Args)]
@@ -52,8 +47,8 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = Engine::Reference)]
     pub engine: Engine,
     /// Device of the burn engine.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
     /// Print one JSON object (`text`, `token_ids`, `trace_root`, ...) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -98,35 +93,9 @@ struct Output {
     engine: &'static str,
 }
 
-/// Runs the request on the executor's burn engine on `device`.
-fn run_burn(
-    model: &vir::IntModel,
-    device: Device,
-    prompt: &[u32],
-    params: &SamplingParams,
-    sink: &mut TraceCommitter,
-    on_token: &mut dyn FnMut(u32),
-) -> Result<vir::interp::Generation> {
-    match device {
-        Device::Cpu => {
-            let engine = executor::BurnEngine::<executor::Cpu>::new(model, Default::default())?;
-            Ok(engine.generate(prompt, params, sink, on_token)?)
-        }
-        #[cfg(feature = "cuda")]
-        Device::Cuda => {
-            let engine = executor::BurnEngine::<executor::Cuda>::new(model, Default::default())?;
-            Ok(engine.generate(prompt, params, sink, on_token)?)
-        }
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda => bail!(
-            "this binary was built without CUDA: rebuild with `cargo build --release --features cuda`"
-        ),
-    }
-}
-
 pub fn run(args: GenerateArgs) -> Result<()> {
     let params = sampling_params(args.temperature, args.top_p, args.max_tokens, args.seed)?;
-    let bundle = args.model.open()?;
+    let bundle = Arc::new(args.model.open()?);
     let tok = &bundle.tokenizer;
     let prompt = if args.chat {
         tok.encode_chat(&[ChatMessage::new("user", args.prompt.as_str())], true)?
@@ -136,11 +105,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let stop_ids = bundle.model.stop_ids.clone();
     let (tokens, finish, trace) = match args.engine {
         Engine::Reference | Engine::Burn => {
-            let mut committer = TraceCommitter::default();
+            let kind = match args.engine {
+                Engine::Burn => EngineKind::Burn,
+                _ => EngineKind::Reference,
+            };
+            let engine = node::Engine::load(Arc::clone(&bundle), kind, args.device)?;
             let mut stream = tok.stream_decoder();
             let mut stdout = std::io::stdout();
             let stream_text = !args.json;
-            let mut on_token = |id: u32| {
+            let mut on_token = |id: u32, _| {
                 if stream_text
                     && !stop_ids.contains(&id)
                     && let Ok(Some(piece)) = stream.push(id)
@@ -149,31 +122,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                     let _ = stdout.flush();
                 }
             };
-            let generation = match args.engine {
-                Engine::Burn => run_burn(
-                    &bundle.model,
-                    args.device,
-                    &prompt,
-                    &params,
-                    &mut committer,
-                    &mut on_token,
-                )?,
-                _ => generate(
-                    &bundle.model,
-                    &prompt,
-                    &params,
-                    &mut committer,
-                    &mut on_token,
-                )?,
-            };
+            let execution = engine.run(&prompt, &params, None, &mut on_token)?;
             if stream_text {
                 if let Ok(Some(rest)) = stream.finish() {
                     print!("{rest}");
                 }
                 println!();
             }
-            let trace = committer.finish();
-            (generation.tokens, generation.finish_reason, Some(trace))
+            let trace = (execution.trace_root, execution.op_count);
+            (execution.tokens, execution.finish_reason, Some(trace))
         }
         Engine::Float => {
             if !params.is_greedy() {
@@ -206,8 +163,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             protocol::FinishReason::Length => "length",
         },
         prompt_tokens: prompt.len(),
-        trace_root: trace.as_ref().map(|t| t.root.to_string()),
-        op_count: trace.as_ref().map(|t| t.op_count),
+        trace_root: trace.map(|(root, _)| root.to_string()),
+        op_count: trace.map(|(_, ops)| ops),
         model_root: bundle.model.root.to_string(),
         engine: match args.engine {
             Engine::Reference => "reference",
