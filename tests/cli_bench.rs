@@ -46,12 +46,21 @@ fn bench_json_reports_positive_figures() {
         "/ratios/batch_vs_single",
         "/ratios/trace_share_single",
         "/ratios/trace_share_batch",
+        "/batches/1/decode/tokens_per_s",
+        "/ratios/decode_batch_vs_single",
+        "/engine/trace_chunks",
+        "/hash_cost/scalar_us_per_chunk",
+        "/hash_cost/chunks_per_position",
+        "/hash_cost/floor_ms_per_position",
+        "/hash_cost/batch_ms_per_position",
     ] {
         assert!(num(path) > 0.0, "{path} = {} in {v}", num(path));
     }
     assert_eq!(num("/batches/0/streams"), 2.0);
     assert_eq!(num("/batches/1/streams"), 4.0);
     assert_eq!(num("/max_tokens"), 4.0);
+    // The untraced run hashes nothing.
+    assert_eq!(num("/engine_no_trace/trace_chunks"), 0.0);
 }
 
 #[test]

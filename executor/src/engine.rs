@@ -356,7 +356,12 @@ impl<B: Backend> BurnEngine<B> {
     ) -> Result<Vec<StepOutput>, EngineError> {
         let (spans, tokens) = self.plan(items)?;
         let positions: Vec<usize> = spans.iter().flat_map(Span::positions).collect();
-        let mut rec = Recorder::new(&positions);
+        // A host step with fewer rows than threads hashes its trace while it computes (see
+        // `RowTrace::hash_recorded`); larger steps keep every core on the per-row ops and hash when emitting.
+        let hash_in_background = self.host.is_some()
+            && positions.len() < rayon::current_num_threads()
+            && items.iter().all(|item| item.sink.commits_roots());
+        let mut rec = Recorder::new(&positions, hash_in_background);
         for (item, span) in items.iter_mut().zip(&spans) {
             item.request.kv.reserve(span.first_pos + span.rows);
         }

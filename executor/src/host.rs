@@ -125,12 +125,14 @@ fn project(w: &HostMatrix, xs: &[QVec], out_frac: u32) -> Result<Vec<Vec<i32>>, 
 fn record_i32(rows: &mut [RowTrace], kind: OpKind, values: &[Vec<i32>]) {
     for (row, v) in rows.iter_mut().zip(values) {
         row.ops.push((kind, OpOutput::I32(v.clone())));
+        row.hash_recorded();
     }
 }
 
 fn record_q(rows: &mut [RowTrace], kind: OpKind, values: &[QVec]) {
     for (row, q) in rows.iter_mut().zip(values) {
         row.ops.push((kind, OpOutput::Q(q.clone())));
+        row.hash_recorded();
     }
 }
 
@@ -219,6 +221,7 @@ pub fn body<B: Backend>(
         let mut oq = Vec::with_capacity(n);
         for (row, (ops, o)) in rows.iter_mut().zip(attended) {
             row.ops.extend(ops);
+            row.hash_recorded();
             oq.push(o);
         }
         let op = project(host_matrix(&w.wo)?, &oq, RESIDUAL_FRAC)?;
@@ -357,10 +360,11 @@ pub fn head<B: Backend>(
     let hk = OpKind::Head;
     let mut tokens = Vec::with_capacity(n);
     for (((&r, x), logits), (ops, token)) in head.rows.iter().zip(x).zip(logits).zip(sampled) {
-        let row = &mut rows[r].ops;
-        row.push((hk(HeadOp::OutNorm), OpOutput::Q(x)));
-        row.push((hk(HeadOp::Logits), OpOutput::I32(logits)));
-        row.extend(ops);
+        let row = &mut rows[r];
+        row.ops.push((hk(HeadOp::OutNorm), OpOutput::Q(x)));
+        row.ops.push((hk(HeadOp::Logits), OpOutput::I32(logits)));
+        row.ops.extend(ops);
+        row.hash_recorded();
         tokens.push(token);
     }
     Ok(tokens)

@@ -43,7 +43,8 @@ const RC: [u64; 24] = [
     0x8000_0000_8000_8008,
 ];
 
-fn has_avx2() -> bool {
+/// Whether this CPU runs the four-lane AVX2 Keccak.
+pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2")
@@ -160,7 +161,10 @@ fn leaf(chunk: &[u8]) -> B256 {
     }
 }
 
-fn leaves(chunks: &[&[u8]], avx2: bool) -> Vec<B256> {
+/// The leaves of `chunks` (each at most [`CHUNK_BYTES`]): four at a time with AVX2 when `four_lane` and the CPU
+/// has it, else one at a time with the scalar `keccak256`.
+pub fn leaves(chunks: &[&[u8]], four_lane: bool) -> Vec<B256> {
+    let avx2 = four_lane && has_avx2();
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         let quads = chunks.chunks_exact(4);
@@ -179,7 +183,6 @@ fn leaves(chunks: &[&[u8]], avx2: bool) -> Vec<B256> {
 
 /// `protocol::tensor_root` of every byte string in `tensors`.
 pub fn tensor_roots(tensors: &[Vec<u8>]) -> Vec<B256> {
-    let avx2 = has_avx2();
     // Every chunk of every tensor (an empty tensor is one empty chunk), and where each tensor's chunks start.
     let mut chunks: Vec<&[u8]> = Vec::new();
     let mut starts = Vec::with_capacity(tensors.len() + 1);
@@ -194,7 +197,7 @@ pub fn tensor_roots(tensors: &[Vec<u8>]) -> Vec<B256> {
     starts.push(chunks.len());
     let leaves: Vec<B256> = chunks
         .par_chunks(CHUNKS_PER_TASK)
-        .flat_map_iter(|part| leaves(part, avx2))
+        .flat_map_iter(|part| leaves(part, true))
         .collect();
     starts
         .par_windows(2)
@@ -237,7 +240,7 @@ mod tests {
         let chunks: Vec<&[u8]> = tensors[14].chunks(CHUNK_BYTES).collect();
         assert_eq!(
             leaves(&chunks, false),
-            leaves(&chunks, has_avx2()),
+            leaves(&chunks, true),
             "scalar and four-lane leaves"
         );
     }

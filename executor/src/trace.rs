@@ -9,8 +9,10 @@ use crate::error::EngineError;
 use crate::ops::QBatch;
 use crate::ops::quant::to_i16;
 use crate::transfer::{read_i32, read_i64};
+use alloy_primitives::B256;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use std::sync::{Arc, OnceLock};
 use vir::fixed::QVec;
 use vir::interp::{TensorView, TraceSink};
 use vir::program::{OpKind, Program};
@@ -48,6 +50,40 @@ impl From<TensorView<'_>> for OpOutput {
 pub struct RowTrace {
     pub pos: usize,
     pub ops: Vec<(OpKind, OpOutput)>,
+    /// Whether [`RowTrace::hash_recorded`] hashes in the background.
+    hash_in_background: bool,
+    /// Output roots of `ops[..ahead.len()]`, being computed in the background.
+    ahead: Vec<Arc<OnceLock<B256>>>,
+}
+
+impl RowTrace {
+    pub fn new(pos: usize, hash_in_background: bool) -> Self {
+        Self {
+            pos,
+            ops: Vec::new(),
+            hash_in_background,
+            ahead: Vec::new(),
+        }
+    }
+
+    /// When the row hashes in the background: starts computing the output roots of the ops recorded since the
+    /// last call, each as a task on the rayon pool. A step with fewer rows than threads leaves cores idle during
+    /// its per-row ops, and these tasks hash the trace there instead of after the step. [`emit`] takes each root
+    /// as it is ready (computing it itself if its task has not run yet).
+    pub fn hash_recorded(&mut self) {
+        if !self.hash_in_background {
+            return;
+        }
+        for (_, out) in &self.ops[self.ahead.len()..] {
+            let slot = Arc::new(OnceLock::new());
+            let bytes = out.view().canonical_bytes();
+            let task_slot = Arc::clone(&slot);
+            rayon::spawn(move || {
+                task_slot.get_or_init(|| protocol::tensor_root(&bytes));
+            });
+            self.ahead.push(slot);
+        }
+    }
 }
 
 /// Per-position buffers of one batch step.
@@ -57,14 +93,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(positions: &[usize]) -> Self {
+    /// Buffers for rows at `positions`; `hash_in_background`: see [`RowTrace::hash_recorded`].
+    pub fn new(positions: &[usize], hash_in_background: bool) -> Self {
         Self {
             rows: positions
                 .iter()
-                .map(|&pos| RowTrace {
-                    pos,
-                    ops: Vec::new(),
-                })
+                .map(|&pos| RowTrace::new(pos, hash_in_background))
                 .collect(),
         }
     }
@@ -146,7 +180,7 @@ pub fn emit(
     sink: &mut dyn TraceSink,
 ) -> Result<(), EngineError> {
     for row in rows {
-        for (kind, out) in &row.ops {
+        for (i, (kind, out)) in row.ops.iter().enumerate() {
             let pos = row.pos as u64;
             if program.index_of(pos, *kind) != *next_index {
                 return Err(EngineError::invariant(
@@ -170,7 +204,13 @@ pub fn emit(
                     ),
                 ));
             }
-            sink.record(&desc, view);
+            match row.ahead.get(i) {
+                Some(root) => {
+                    let root = *root.get_or_init(|| view.root());
+                    sink.record_hashed(&desc, view, root);
+                }
+                None => sink.record(&desc, view),
+            }
             *next_index += 1;
         }
     }

@@ -53,11 +53,34 @@ impl TensorView<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Length of [`TensorView::canonical_bytes`], without building them.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Self::I32(v) => 4 * v.len(),
+            Self::I64(v) => 8 * v.len(),
+            Self::Q(q) => 4 * q.exps.len() + 2 * q.values.len(),
+        }
+    }
 }
 
 /// Receives each op's descriptor and output, in trace order.
 pub trait TraceSink {
     fn record(&mut self, desc: &OpDescriptor, out: TensorView<'_>);
+
+    /// [`TraceSink::record`] of an op whose output root (`out.root()`) the caller has already computed, e.g. in
+    /// the background while the engine computed the next ops; committing sinks use `root` instead of hashing
+    /// `out` again. `root` must be `out.root()`.
+    fn record_hashed(&mut self, desc: &OpDescriptor, out: TensorView<'_>, root: B256) {
+        let _ = root;
+        self.record(desc, out);
+    }
+
+    /// Whether the sink commits output roots, so that computing them ahead ([`TraceSink::record_hashed`]) saves
+    /// it work.
+    fn commits_roots(&self) -> bool {
+        false
+    }
 }
 
 /// Discards the trace.
@@ -77,6 +100,14 @@ pub struct TraceCommitter {
 impl TraceSink for TraceCommitter {
     fn record(&mut self, desc: &OpDescriptor, out: TensorView<'_>) {
         self.builder.push(desc.hash(), out.root());
+    }
+
+    fn record_hashed(&mut self, desc: &OpDescriptor, _: TensorView<'_>, root: B256) {
+        self.builder.push(desc.hash(), root);
+    }
+
+    fn commits_roots(&self) -> bool {
+        true
     }
 }
 

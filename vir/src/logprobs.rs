@@ -11,6 +11,7 @@
 use crate::interp::{TensorView, TraceSink};
 use crate::ops::ACT_FRAC;
 use crate::program::{HeadOp, OpDescriptor, OpKind};
+use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 
@@ -144,6 +145,22 @@ impl<S: TraceSink> LogprobSink<S> {
 impl<S: TraceSink> TraceSink for LogprobSink<S> {
     fn record(&mut self, desc: &OpDescriptor, out: TensorView<'_>) {
         self.inner.record(desc, out);
+        self.observe(desc, out);
+    }
+
+    fn record_hashed(&mut self, desc: &OpDescriptor, out: TensorView<'_>, root: B256) {
+        self.inner.record_hashed(desc, out, root);
+        self.observe(desc, out);
+    }
+
+    fn commits_roots(&self) -> bool {
+        self.inner.commits_roots()
+    }
+}
+
+impl<S> LogprobSink<S> {
+    /// Keeps the latest logits and sends the logprobs of each picked token.
+    fn observe(&mut self, desc: &OpDescriptor, out: TensorView<'_>) {
         match (desc.kind, out) {
             (OpKind::Head(HeadOp::Logits), TensorView::I32(logits)) => {
                 self.logits.clear();
