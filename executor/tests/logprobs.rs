@@ -10,8 +10,8 @@ use protocol::SamplingParams;
 use verinfer_executor::{BurnEngine, Cpu};
 use vir::IntModel;
 use vir::gguf::GgufFile;
-use vir::interp::{NoTrace, Session, TraceCommitter, generate_committed};
-use vir::logprobs::{LogprobSink, MAX_TOP_LOGPROBS, TokenLogprobs};
+use vir::interp::{TraceCommitter, generate_committed};
+use vir::logprobs::{LogprobSink, MAX_TOP_LOGPROBS, TokenLogprobs, replay_naive_logprobs};
 use vir::synthetic::{SyntheticSpec, synthetic_gguf};
 
 fn model(seed: u64) -> IntModel {
@@ -19,7 +19,8 @@ fn model(seed: u64) -> IntModel {
     IntModel::load(&GgufFile::parse(bytes).expect("parses")).expect("loads")
 }
 
-/// Per generated token: (logprob, the k best as (id, logprob)), from the interpreter's untraced logits.
+/// Per generated token: (logprob, the k best as (id, logprob)), from the interpreter's untraced logits
+/// (`vir::logprobs::replay_naive_logprobs`); the full distribution sums to 1.
 fn independent(
     model: &IntModel,
     prompt: &[u32],
@@ -27,40 +28,18 @@ fn independent(
     tokens: &[u32],
     k: usize,
 ) -> Vec<(f64, Vec<(u32, f64)>)> {
-    let mut sink = NoTrace;
-    let key = params.sampling_key();
-    let mut session = Session::new(model, prompt.len(), &mut sink);
-    let mut h = Vec::new();
-    for &t in prompt {
-        h = session.body(t);
-    }
-    let mut out = Vec::new();
-    for (i, &t) in tokens.iter().enumerate() {
-        let logits = session.logits_untraced(&h);
-        let xs: Vec<f64> = logits.iter().map(|&l| f64::from(l) / 65536.0).collect();
-        let max = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z = max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-        let total: f64 = xs.iter().map(|x| (x - z).exp()).sum();
-        assert!(
-            (total - 1.0).abs() < 1e-9,
-            "the distribution sums to {total}"
-        );
-        let mut ids: Vec<u32> = (0..xs.len() as u32).collect();
-        ids.sort_by(|&a, &b| logits[b as usize].cmp(&logits[a as usize]).then(a.cmp(&b)));
-        out.push((
-            xs[t as usize] - z,
-            ids.iter()
-                .take(k)
-                .map(|&id| (id, xs[id as usize] - z))
-                .collect(),
-        ));
-        // The head keeps the session's op numbering (the body of the next position follows it).
-        assert_eq!(session.head(&h, params, key, i as u64), t);
-        if i + 1 < tokens.len() {
-            h = session.body(t);
-        }
-    }
-    out
+    replay_naive_logprobs(model, prompt, params, tokens, k)
+        .expect("the interpreter generates the same tokens")
+        .into_iter()
+        .map(|n| {
+            assert!(
+                (n.total - 1.0).abs() < 1e-9,
+                "the distribution sums to {}",
+                n.total
+            );
+            (n.logprob, n.top)
+        })
+        .collect()
 }
 
 #[test]

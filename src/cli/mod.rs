@@ -40,7 +40,8 @@ pub enum Command {
     /// L1 contract tools (gas report).
     #[command(subcommand)]
     L1(l1::L1Command),
-    /// Measure tokens/s: reference interpreter, burn engine, and batched streams through the scheduler.
+    /// Measure tokens/s: reference interpreter, burn engine, and batched streams through the scheduler (end to
+    /// end and steady-state decode), the trace-hashing share and this CPU's Keccak cost per position.
     Bench(bench::BenchArgs),
 }
 

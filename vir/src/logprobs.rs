@@ -179,20 +179,73 @@ impl<S> LogprobSink<S> {
     }
 }
 
+/// Logprobs computed the slow, obvious way, to check [`token_logprobs`] and the engines' sinks against: an f64
+/// softmax over every logit and a full sort of the vocabulary (ties to the lower id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaiveLogprobs {
+    /// The chosen token's logprob.
+    pub logprob: f64,
+    /// The `k` most likely `(id, logprob)`, best first.
+    pub top: Vec<(u32, f64)>,
+    /// The sum of every probability (1 up to rounding).
+    pub total: f64,
+}
+
+/// [`NaiveLogprobs`] of `token` under `logits` (Q16), keeping the `k` best.
+pub fn naive_logprobs(logits: &[i32], token: u32, k: usize) -> NaiveLogprobs {
+    let xs: Vec<f64> = logits.iter().map(|&l| f64::from(l) / 65536.0).collect();
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let z = max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    ids.sort_by(|&a, &b| logits[b as usize].cmp(&logits[a as usize]).then(a.cmp(&b)));
+    NaiveLogprobs {
+        logprob: xs.get(token as usize).map_or(f64::NAN, |x| x - z),
+        top: ids
+            .into_iter()
+            .take(k)
+            .map(|id| (id, xs[id as usize] - z))
+            .collect(),
+        total: xs.iter().map(|x| (x - z).exp()).sum(),
+    }
+}
+
+/// [`naive_logprobs`] of each token of a generation, from the reference interpreter's logits computed outside the
+/// trace (`Session::logits_untraced`): an independent account of what an engine's [`LogprobSink`] should send.
+/// `None` if the interpreter does not generate `tokens` for `prompt` and `params`.
+pub fn replay_naive_logprobs(
+    model: &crate::IntModel,
+    prompt: &[u32],
+    params: &protocol::SamplingParams,
+    tokens: &[u32],
+    k: usize,
+) -> Option<Vec<NaiveLogprobs>> {
+    let mut sink = crate::interp::NoTrace;
+    let key = params.sampling_key();
+    let mut session = crate::interp::Session::new(model, prompt.len(), &mut sink);
+    let mut h = Vec::new();
+    for &t in prompt {
+        h = session.body(t);
+    }
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, &t) in tokens.iter().enumerate() {
+        out.push(naive_logprobs(&session.logits_untraced(&h), t, k));
+        // The head keeps the session's op numbering (the body of the next position follows it).
+        if session.head(&h, params, key, i as u64) != t {
+            return None;
+        }
+        if i + 1 < tokens.len() {
+            h = session.body(t);
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Naive reference: full sort, plain softmax sum.
     fn naive(logits: &[i32], k: usize) -> Vec<(u32, f64)> {
-        let xs: Vec<f64> = logits.iter().map(|&l| f64::from(l) / 65536.0).collect();
-        let z: f64 = xs.iter().map(|x| x.exp()).sum::<f64>().ln();
-        let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-        ids.sort_by(|&a, &b| logits[b as usize].cmp(&logits[a as usize]).then(a.cmp(&b)));
-        ids.into_iter()
-            .take(k)
-            .map(|i| (i, xs[i as usize] - z))
-            .collect()
+        naive_logprobs(logits, 0, k).top
     }
 
     #[test]

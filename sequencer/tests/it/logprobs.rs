@@ -17,8 +17,7 @@ use std::time::Duration;
 use verinfer_sequencer::clock::ManualClock;
 use verinfer_sequencer::ids::{RequestId, RequestKind};
 use verinfer_sequencer::storage::{JobOutcome, NewRequest, StorageError};
-use vir::interp::{NoTrace, Session};
-use vir::logprobs::{TokenLogprobs, TopLogprob};
+use vir::logprobs::{TokenLogprobs, TopLogprob, replay_naive_logprobs};
 
 /// One expected token: id, logprob, the `k` best (id, logprob).
 #[derive(Debug, Clone)]
@@ -28,43 +27,23 @@ struct Expected {
     top: Vec<(u32, f64)>,
 }
 
-/// The reference tokens of a choice and their logprobs, from the interpreter's logits computed outside the trace.
+/// The reference tokens of a choice and their logprobs, from the interpreter's logits computed outside the trace
+/// (`vir::logprobs::replay_naive_logprobs`).
 fn expected(prompt: &[u32], params: &SamplingParams, k: usize) -> Vec<Expected> {
     let (tokens, _) = reference(prompt, params);
-    let model = &bundle().model;
-    let mut sink = NoTrace;
-    let key = params.sampling_key();
-    let mut session = Session::new(model, prompt.len(), &mut sink);
-    let mut h = Vec::new();
-    for &t in prompt {
-        h = session.body(t);
-    }
-    let mut out = Vec::new();
-    for (i, &t) in tokens.iter().enumerate() {
-        let logits = session.logits_untraced(&h);
-        let xs: Vec<f64> = logits.iter().map(|&l| f64::from(l) / 65536.0).collect();
-        let max = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z = max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-        let total: f64 = xs.iter().map(|x| (x - z).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-9, "probabilities sum to {total}");
-        let mut ids: Vec<u32> = (0..xs.len() as u32).collect();
-        ids.sort_by(|&a, &b| logits[b as usize].cmp(&logits[a as usize]).then(a.cmp(&b)));
-        out.push(Expected {
-            token: t,
-            logprob: xs[t as usize] - z,
-            top: ids
-                .iter()
-                .take(k)
-                .map(|&id| (id, xs[id as usize] - z))
-                .collect(),
-        });
-        // The head keeps the session's op numbering (the body of the next position follows it).
-        assert_eq!(session.head(&h, params, key, i as u64), t);
-        if i + 1 < tokens.len() {
-            h = session.body(t);
-        }
-    }
-    out
+    replay_naive_logprobs(&bundle().model, prompt, params, &tokens, k)
+        .expect("the interpreter generates its own tokens")
+        .into_iter()
+        .zip(&tokens)
+        .map(|(n, &token)| {
+            assert!(close(n.total, 1.0), "probabilities sum to {}", n.total);
+            Expected {
+                token,
+                logprob: n.logprob,
+                top: n.top,
+            }
+        })
+        .collect()
 }
 
 /// The raw bytes of a token (checked against the tokenizer's own decoding by [`check_chat_content`]).
