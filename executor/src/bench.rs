@@ -455,7 +455,7 @@ fn hash_cost(single: &SingleRun, largest: Option<&BatchRun>) -> HashCost {
             })
             .fold(f64::INFINITY, f64::min)
     };
-    let four_lane = if keccak_x4::has_avx2() {
+    let four_lane = if crate::cpu::has_avx2() {
         per_chunk_us(true)
     } else {
         0.0

@@ -5,6 +5,7 @@
 //! (detected at run time) the leaves use `alloy_primitives::keccak256`. The result is `protocol::tensor_root`'s,
 //! bit for bit (unit-tested against it).
 
+use crate::cpu::has_avx2;
 use alloy_primitives::{B256, keccak256};
 use protocol::merkle::merkle_root;
 use protocol::tensor::CHUNK_BYTES;
@@ -42,18 +43,6 @@ const RC: [u64; 24] = [
     0x0000_0000_8000_0001,
     0x8000_0000_8000_8008,
 ];
-
-/// Whether this CPU runs the four-lane AVX2 Keccak.
-pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 /// Rotates each 64-bit lane of an AVX2 vector left by the literal `n` (0 < n < 64).
 #[cfg(target_arch = "x86_64")]

@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod bench;
 pub mod commit;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod host;

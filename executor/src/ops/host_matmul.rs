@@ -11,6 +11,7 @@
 //! The CPU backend's tensors live in host memory, so reading the activations and writing the result are copies;
 //! integer arithmetic is exact, so the result is bit for bit the device matmul's and the reference's.
 
+use crate::cpu::has_avx2;
 use rayon::prelude::*;
 use vir::weights::{QuantKind, QuantMatrix};
 
@@ -41,18 +42,6 @@ fn dot32(q: &[i8], x: &[i16]) -> i32 {
         .zip(x)
         .map(|(&q, &x)| i32::from(q) * i32::from(x))
         .sum()
-}
-
-/// Whether the AVX2 build of the kernel can run (detected once per call; cheap).
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// The AVX2 kernel's building blocks (all exact integer arithmetic).
